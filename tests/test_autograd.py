@@ -1,0 +1,198 @@
+"""The autograd engine: elementary ops against central differences, graph mechanics, errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from tinyspike import ops
+from tinyspike.autograd import Function, Tensor, is_grad_enabled, no_grad
+from tinyspike.gradcheck import GradcheckError, gradcheck
+
+small_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+finite = st.floats(-3, 3, allow_nan=False, width=64)
+
+
+def arrays(shape):
+    return hnp.arrays(np.float64, shape, elements=finite)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), shape=small_shapes)
+def test_binary_ops_with_broadcasting_match_finite_differences(data, shape):
+    # b gets a shape that broadcasts against a: some axes of a set to 1, maybe fewer axes
+    b_shape = tuple(1 if data.draw(st.booleans()) else n for n in shape)[data.draw(st.integers(0, len(shape) - 1)):]
+    a = data.draw(arrays(shape))
+    b = data.draw(arrays(b_shape))
+    positive_b = np.abs(b) + 0.5  # keep division away from 0
+    assert gradcheck(lambda x, y: x + y, a, b)
+    assert gradcheck(lambda x, y: x - y, a, b)
+    assert gradcheck(lambda x, y: x * y, a, b)
+    assert gradcheck(lambda x, y: x / y, a, positive_b)
+    assert gradcheck(lambda x, y: y - x * 3.0 + 2.0 / y, a, positive_b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), shape=small_shapes)
+def test_unary_ops_and_reductions_match_finite_differences(data, shape):
+    a = data.draw(arrays(shape))
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    keepdims = data.draw(st.booleans())
+    assert gradcheck(lambda x: -x, a)
+    assert gradcheck(lambda x: x.exp(), a)
+    assert gradcheck(lambda x: (x * x + 1.0).log(), a)
+    assert gradcheck(lambda x: (x * x + 1.0) ** 1.5, a)
+    assert gradcheck(lambda x: x.sum(axis, keepdims), a)
+    assert gradcheck(lambda x: x.mean(axis, keepdims), a)
+    assert gradcheck(lambda x: x.mean(), a)
+    # max: make the entries distinct so that max is differentiable there
+    distinct = a + np.arange(a.size).reshape(a.shape) * 1e-2
+    assert gradcheck(lambda x: x.max(axis, keepdims), distinct)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_matmul_shape_ops_and_joins_match_finite_differences(data):
+    n, k, m, batch = (data.draw(st.integers(1, 4)) for _ in range(4))
+    a = data.draw(arrays((batch, n, k)))
+    b = data.draw(arrays((k, m)))
+    v = data.draw(arrays((k,)))
+    assert gradcheck(lambda x, y: x @ y, a, b)
+    assert gradcheck(lambda x, y: x @ y, a, v)
+    assert gradcheck(lambda x, y: y @ x[0].T, a, v)
+    assert gradcheck(lambda x: x.transpose(2, 0, 1).reshape(k, batch * n), a)
+    assert gradcheck(lambda x: x[:, ::2, [0, 0]] * 2.0, a)  # repeated index: gradients add
+    assert gradcheck(lambda x, y: ops.concatenate([x[0], x[0] * y[:1]], axis=1), a, v)
+    assert gradcheck(lambda x: ops.stack([x, x * x], axis=1), a)
+
+
+def test_gradients_accumulate_until_zero_grad():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * 3.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [6.0, 6.0])
+    x.zero_grad()
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+
+
+def test_a_tensor_used_twice_receives_both_gradients():
+    x = Tensor(np.array(3.0), requires_grad=True)
+    y = x * x + x  # dy/dx = 2x + 1 = 7
+    y.backward()
+    assert x.grad == pytest.approx(7.0)
+
+
+def test_backward_frees_saved_arrays_and_refuses_a_second_pass():
+    x = Tensor(np.ones(3), requires_grad=True)
+    y = (x * x).sum()
+    node = y.grad_fn
+    y.backward()
+    assert node.ctx.saved_tensors == ()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_pass():
+    x = Tensor(np.ones(3), requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [4.0, 4.0, 4.0])
+
+
+def test_deep_graph_does_not_hit_the_recursion_limit():
+    x = Tensor(np.array([1.0]), requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y * 1.0 + 0.0
+    y.sum().backward()
+    assert x.grad[0] == 1.0
+
+
+def test_no_grad_records_nothing():
+    x = Tensor(np.ones(2), requires_grad=True)
+    with no_grad():
+        assert not is_grad_enabled()
+        y = x * 2.0
+    assert is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+
+
+def test_detach_cuts_the_graph():
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    y = x * x.detach()  # d/dx treats the detached copy as a constant: dy/dx = 2, not 4
+    y.sum().backward()
+    assert x.grad[0] == 2.0
+
+
+def test_python_numbers_take_the_tensor_dtype_and_mixed_dtypes_raise():
+    x = Tensor(np.ones(2, dtype=np.float32))
+    assert (x * 2.5).dtype == np.float32
+    assert (1.0 - x).dtype == np.float32
+    with pytest.raises(TypeError, match="dtype"):
+        x + Tensor(np.ones(2, dtype=np.float64))
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating"):
+        Tensor(np.arange(3), requires_grad=True)
+
+
+def test_backward_of_a_non_scalar_needs_a_seed_of_its_shape():
+    x = Tensor(np.ones((2, 2)), requires_grad=True)
+    with pytest.raises(ValueError, match="single-element"):
+        (x * 2.0).backward()
+    with pytest.raises(ValueError, match="shape"):
+        (x * 2.0).backward(np.ones(3))
+    (x * 2.0).backward(np.full((2, 2), 0.5))
+    np.testing.assert_array_equal(x.grad, np.ones((2, 2)))
+
+
+def test_shape_errors_name_the_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 5\)"):
+        Tensor(np.ones((2, 3))) @ Tensor(np.ones((4, 5)))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        Tensor(np.ones(6)).reshape(4, 2)
+
+
+class _WrongSquare(Function):
+    """y = x², with a deliberately wrong backward (2x + 0.01): gradcheck must catch it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (g * (2 * x + 0.01),)
+
+
+class _WrongShape(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.sum(axis=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g,)  # forgot to broadcast back to x's shape
+
+
+def test_gradcheck_catches_a_wrong_backward_and_says_where():
+    x = np.array([[0.5, -1.0], [2.0, 0.25]])
+    with pytest.raises(GradcheckError, match=r"input 0 .*index \(0, 0\).*analytic .*numerical"):
+        gradcheck(_WrongSquare.apply, x)
+
+
+def test_the_engine_rejects_a_gradient_of_the_wrong_shape():
+    x = Tensor(np.ones((3, 2)), requires_grad=True)
+    with pytest.raises(RuntimeError, match="_WrongShape.backward returned a gradient of shape"):
+        _WrongShape.apply(x).sum().backward()
+
+
+def test_gradcheck_refuses_float32_inputs():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda x: x * 2.0, Tensor(np.ones(2, dtype=np.float32), requires_grad=True))

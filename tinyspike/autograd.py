@@ -1,0 +1,409 @@
+"""Reverse-mode automatic differentiation: Tensor, Function, the tape and ``backward()``.
+
+How it works, in four sentences. A ``Tensor`` wraps a backend array (NumPy or CuPy). Every
+operation on Tensors is a ``Function``: its ``forward`` computes output arrays from input arrays and
+saves on a context object what its ``backward`` will need; its ``backward`` turns the gradient of
+the loss with respect to each output into the gradient with respect to each input (the chain rule,
+done by hand). ``Function.apply`` records a node linking the outputs to the inputs, so the recorded
+nodes form a graph (the "tape"). ``loss.backward()`` visits the nodes from the loss back to the
+leaves in reverse topological order, calls each ``backward`` once, and frees its saved arrays.
+
+Gradients of leaves *accumulate*: ``x.grad`` is added to on every ``backward()`` until you reset
+it (``zero_grad()``). This is deliberate (it lets gradients from several losses or micro-batches
+add up), and it is the classic surprise: forget ``optimizer.zero_grad()`` and each step uses the sum
+of all past gradients.
+
+Writing a new Function: see ``docs/function_contract.md``; derive the backward in the docstring,
+then check it with ``tinyspike.gradcheck``.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+from tinyspike import backend
+
+# Grad mode is per thread, so a data-loading thread never changes what the training thread records.
+_grad_mode = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_grad_mode, "enabled", True)
+
+
+@contextmanager
+def no_grad():
+    """Run the block without recording the graph (evaluation, parameter updates)."""
+    previous = is_grad_enabled()
+    _grad_mode.enabled = False
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
+
+
+@contextmanager
+def enable_grad():
+    previous = is_grad_enabled()
+    _grad_mode.enabled = True
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, np.ndarray) or backend.is_gpu_array(value)
+
+
+class Context:
+    """What a Function's forward leaves for its backward."""
+
+    def __init__(self, needs_input_grad: tuple[bool, ...]):
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors: tuple = ()
+
+    def save_for_backward(self, *arrays) -> None:
+        self.saved_tensors = arrays
+
+
+class Node:
+    """One recorded Function call: its context and the Tensors it was applied to."""
+
+    __slots__ = ("function", "ctx", "inputs", "output_meta", "freed")
+
+    def __init__(self, function, ctx, inputs, output_meta):
+        self.function = function  # the Function subclass
+        self.ctx = ctx
+        self.inputs = inputs  # one entry per forward argument: a Tensor needing grad, or None
+        self.output_meta = output_meta  # (shape, dtype) of each output, to build zero gradients
+        self.freed = False
+
+    def __repr__(self):
+        return f"<Node {self.function.__name__}>"
+
+
+class Function:
+    """Base class of every differentiable operation (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, *args):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args):
+        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        record = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = Context(needs if record else (False,) * len(args))
+        result = cls.forward(ctx, *arrays)
+        is_tuple = isinstance(result, tuple)
+        outputs = result if is_tuple else (result,)
+        # NumPy turns 0-d results into scalars (np.float64): make them 0-d arrays again
+        outputs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outputs)
+        for out in outputs:
+            if not _is_array(out):
+                raise TypeError(f"{cls.__name__}.forward must return arrays, got {type(out).__name__}")
+        if not record:
+            tensors = tuple(Tensor._wrap(out) for out in outputs)
+        else:
+            inputs = [a if need else None for a, need in zip(args, needs)]
+            node = Node(cls, ctx, inputs, [(o.shape, o.dtype) for o in outputs])
+            tensors = tuple(Tensor._wrap(out, node, i) for i, out in enumerate(outputs))
+        return tensors if is_tuple else tensors[0]
+
+
+class Tensor:
+    """An array plus what autograd needs: ``requires_grad``, ``grad`` and the node that made it.
+
+    ``Tensor(data, requires_grad=False)``: ``data`` is an array of the active backend (NumPy or
+    CuPy; a NumPy array is moved to the GPU when the backend is CuPy), or a Python number/list,
+    which is converted with the default floating dtype if it holds floats. The dtype of an array
+    is kept as it is: tinyspike never changes a dtype behind your back.
+    """
+
+    __array_priority__ = 1000  # make `ndarray + Tensor` call Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            raise TypeError("data is already a Tensor: use tensor.detach() to share its array")
+        if _is_array(data):
+            array = data if backend.array_module_of(data) is backend.xp() else backend.to_device(data)
+        else:
+            array = backend.xp().asarray(data)
+            if array.dtype.kind == "f":
+                array = array.astype(backend.default_dtype(), copy=False)
+        if requires_grad and array.dtype.kind != "f":
+            raise TypeError(f"only floating tensors can require grad, got dtype {array.dtype}")
+        self.data = array
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._node = None  # the Node that produced this tensor (None for leaves)
+        self._output_index = 0
+        self._retain_grad = False
+
+    @classmethod
+    def _wrap(cls, array, node=None, index=0):
+        tensor = cls.__new__(cls)
+        tensor.data = array
+        tensor.requires_grad = node is not None
+        tensor.grad = None
+        tensor._node = node
+        tensor._output_index = index
+        tensor._retain_grad = False
+        return tensor
+
+    # ---- facts about the array -------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._node is None)
+    grad_fn = property(lambda self: self._node)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({backend.to_numpy(self.data)!r}{grad})"
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the data (a view on the CPU backend); detached from the graph."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        """The same array, cut from the graph (no gradient flows back through it)."""
+        return Tensor._wrap(self.data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if not self.is_leaf:
+            raise ValueError("requires_grad_ can only be set on leaf tensors (not on results of ops)")
+        if flag and self.dtype.kind != "f":
+            raise TypeError(f"only floating tensors can require grad, got dtype {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self) -> "Tensor":
+        """Keep ``.grad`` on this non-leaf tensor during backward (leaves always keep theirs)."""
+        self._retain_grad = True
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ---- backward --------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``grad`` seeds it; default 1 for a scalar)."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (no graph was recorded)")
+        if grad is None:
+            if self.size != 1:
+                raise ValueError(f"backward() without grad needs a single-element tensor, got shape {self.shape}")
+            grad = backend.xp().ones(self.shape, dtype=self.dtype)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            if grad.shape != self.shape:
+                raise ValueError(f"grad must have shape {self.shape}, got {grad.shape}")
+        run_backward(self, grad, retain_graph)
+
+    # ---- operators (each is a Function defined in tinyspike.ops) -------------------------
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __pow__(self, exponent):
+        return ops.pow(self, exponent)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __getitem__(self, index):
+        return ops.getitem(self, index)
+
+    # Comparisons give boolean tensors that carry no gradient (a step function has derivative 0).
+    def __gt__(self, other):
+        return Tensor._wrap(self.data > _data(other))
+
+    def __ge__(self, other):
+        return Tensor._wrap(self.data >= _data(other))
+
+    def __lt__(self, other):
+        return Tensor._wrap(self.data < _data(other))
+
+    def __le__(self, other):
+        return Tensor._wrap(self.data <= _data(other))
+
+    __hash__ = object.__hash__  # tensors are hashed by identity (used as dict keys by optimizers)
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.max(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.transpose(self, axes or None)
+
+    permute = transpose
+
+    @property
+    def T(self):
+        return ops.transpose(self, None)
+
+    def astype(self, dtype):
+        """An explicit dtype change (the gradient is cast back in backward)."""
+        return ops.astype(self, dtype)
+
+
+def _data(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _topological_order(root: Node) -> list[Node]:
+    """Nodes reachable from ``root``, each after every node that consumes its outputs.
+
+    Iterative depth-first search: a 482-layer network makes graphs far deeper than Python's
+    recursion limit.
+    """
+    order, visited = [], {id(root)}
+    stack = [(root, iter(root.inputs))]
+    while stack:
+        node, children = stack[-1]
+        for tensor in children:
+            child = tensor._node if tensor is not None else None
+            if child is not None and id(child) not in visited:
+                visited.add(id(child))
+                stack.append((child, iter(child.inputs)))
+                break
+        else:
+            stack.pop()
+            order.append(node)  # post-order: inputs' nodes come before this one
+    order.reverse()  # now the root first, leaves' consumers last
+    return order
+
+
+def _accumulate(store: dict, key, grad):
+    if key in store:
+        store[key] = store[key] + grad
+    else:
+        store[key] = grad
+
+
+def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` (d loss / d root) to every leaf that requires grad."""
+    if root._node is None:  # a leaf: its gradient is the seed itself
+        _accumulate_leaf(root, grad)
+        return
+    pending = {(id(root._node), root._output_index): grad}
+    for node in _topological_order(root._node):
+        if node.freed:
+            raise RuntimeError(
+                f"backward through {node.function.__name__} a second time: its saved arrays were freed "
+                "after the first backward. Pass retain_graph=True to the first backward() if you need this."
+            )
+        grads_out = []
+        for i, (shape, dtype) in enumerate(node.output_meta):
+            g = pending.pop((id(node), i), None)
+            grads_out.append(backend.xp().zeros(shape, dtype=dtype) if g is None else g)
+        grads_in = node.function.backward(node.ctx, *grads_out)
+        if not isinstance(grads_in, tuple):
+            grads_in = (grads_in,)
+        if len(grads_in) != len(node.inputs):
+            raise RuntimeError(
+                f"{node.function.__name__}.backward returned {len(grads_in)} gradients "
+                f"for {len(node.inputs)} forward arguments"
+            )
+        for tensor, g in zip(node.inputs, grads_in):
+            if tensor is None or g is None:
+                continue
+            if g.shape != tensor.shape or g.dtype != tensor.dtype:
+                raise RuntimeError(
+                    f"{node.function.__name__}.backward returned a gradient of shape {g.shape} dtype {g.dtype} "
+                    f"for an input of shape {tensor.shape} dtype {tensor.dtype}"
+                )
+            if tensor._node is None:
+                _accumulate_leaf(tensor, g)
+            else:
+                if tensor._retain_grad:
+                    tensor.grad = g.copy() if tensor.grad is None else tensor.grad + g
+                _accumulate(pending, (id(tensor._node), tensor._output_index), g)
+        if not retain_graph:
+            node.ctx.saved_tensors = ()
+            node.freed = True
+
+
+def _accumulate_leaf(tensor: Tensor, grad) -> None:
+    if not tensor.requires_grad:
+        return
+    if tensor.grad is None:
+        tensor.grad = grad.copy()  # a copy: the array may be a view a Function still uses
+    else:
+        tensor.grad += grad
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis (differentiable)."""
+    return ops.concatenate(tensors, axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis (differentiable)."""
+    return ops.stack(tensors, axis)
+
+
+# ops defines the elementary Functions on top of Tensor; the operators above look it up at call
+# time, so importing it last (and either module first) is safe.
+from tinyspike import ops  # noqa: E402

@@ -1,0 +1,243 @@
+"""Fetching and unpacking dataset archives safely.
+
+Three promises, because a half-written or hostile download must never look like a dataset:
+
+- ``download_url`` writes to a temporary file beside the destination and only renames it into
+  place (atomically, ``os.replace``) once its size and MD5 match the published ones. A crash, a
+  dropped connection or a wrong checksum leaves no file at ``dest``.
+- ``safe_extract`` unpacks a tar/zip archive only if every member is a plain file or directory
+  whose name stays inside the destination and is one the caller expects. It unpacks into a
+  temporary folder beside ``dest_dir`` and renames into place, so a refused or failed extraction
+  leaves nothing behind.
+- Nothing downloaded is ever unpickled: the loaders read raw binary formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+_CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar
+
+
+def default_cache_dir() -> Path:
+    """Where datasets live unless the caller says otherwise.
+
+    ``$TINYSPIKE_CACHE`` if set, else ``$XDG_CACHE_HOME/tinyspike``, else ``~/.cache/tinyspike``.
+    The folder is not created here; the downloaders create what they write into.
+    """
+    explicit = os.environ.get("TINYSPIKE_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "tinyspike"
+
+
+def md5_of(path: str | os.PathLike) -> str:
+    """Hex MD5 digest of a file, read in chunks so that multi-GB archives need no memory."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_md5_arg(md5: str) -> str:
+    if not isinstance(md5, str) or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5.lower()):
+        raise ValueError(f"md5 must be a 32-character hex string, got {md5!r}")
+    return md5.lower()
+
+
+def download_url(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str,
+    expected_size: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` and check it; return ``dest`` as a Path.
+
+    If ``dest`` already exists with the right MD5 nothing is downloaded (an existing file with the
+    wrong MD5 is downloaded again and replaced). The bytes go to a temporary file in ``dest``'s
+    folder, so the final ``os.replace`` is an atomic rename on the same file system.
+
+    Raises ``ValueError`` if the size differs from ``expected_size`` or the MD5 from ``md5``
+    (naming the file and both values); the temporary file is removed in every failure.
+    """
+    md5 = _check_md5_arg(md5)
+    if expected_size is not None and (not isinstance(expected_size, int) or expected_size < 0):
+        raise ValueError(f"expected_size must be a non-negative int or None, got {expected_size!r}")
+    dest = Path(dest)
+    if dest.is_file() and md5_of(dest) == md5:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.md5(usedforsecurity=False)
+        n_bytes = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+            header = response.headers.get("Content-Length") if response.headers else None
+            total = expected_size if expected_size is not None else (int(header) if header else None)
+            with tqdm(
+                total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=dest.name, disable=not progress, leave=False,
+            ) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    n_bytes += len(chunk)
+                    bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        if expected_size is not None and n_bytes != expected_size:
+            raise ValueError(
+                f"download of {url} to {dest}: expected {expected_size} bytes, got {n_bytes} "
+                "(truncated or changed upstream)"
+            )
+        got = digest.hexdigest()
+        if got != md5:
+            raise ValueError(
+                f"MD5 mismatch for {dest.name} (from {url}): expected {md5}, got {got}"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _archive_kind(archive: Path) -> str:
+    # Trust the suffix first: content sniffing alone can mistake a tar that ends with a zip member
+    # for a zip (is_zipfile looks for a zip trailer near the end of the file).
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        return "tar"
+    if zipfile.is_zipfile(archive):
+        return "zip"
+    if tarfile.is_tarfile(archive):
+        return "tar"
+    raise ValueError(f"{archive}: not a tar, tar.gz or zip archive")
+
+
+def _check_name(archive: Path, name: str, allowed: Callable[[str], bool]) -> None:
+    """Refuse member names that could escape the destination or that the caller did not expect."""
+    # Archives made on Windows may use backslashes; treat them as separators when checking.
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"{archive}: refusing absolute member path {name!r}")
+    if ".." in parts:
+        raise ValueError(f"{archive}: refusing member {name!r} that contains '..'")
+    if not parts:
+        raise ValueError(f"{archive}: refusing member with an empty name")
+    if not allowed(name):
+        raise ValueError(f"{archive}: unexpected member {name!r} (not allowed by the caller)")
+
+
+def _tar_members(archive: Path, tar: tarfile.TarFile, allowed) -> list[tarfile.TarInfo]:
+    members = tar.getmembers()
+    for m in members:
+        if not (m.isfile() or m.isdir()):
+            raise ValueError(
+                f"{archive}: refusing member {m.name!r}: links and devices are not extracted"
+            )
+        _check_name(archive, m.name, allowed)
+    return members
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, allowed) -> list[zipfile.ZipInfo]:
+    members = zf.infolist()
+    for m in members:
+        # A zip made on Unix stores the file mode in the high 16 bits; refuse symlinks (0o120000)
+        # and anything else that is not a regular file or directory.
+        mode = (m.external_attr >> 16) & 0o170000
+        if mode not in (0, 0o100000, 0o040000):
+            raise ValueError(
+                f"{archive}: refusing member {m.filename!r}: links and devices are not extracted"
+            )
+        _check_name(archive, m.filename, allowed)
+    return members
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the tree ``src`` into the existing folder ``dst``.
+
+    A top-level entry that ``dst`` lacks (the usual ``cifar-10-batches-bin/`` folder) moves with one
+    atomic rename; only where both have a folder of the same name are files moved one by one.
+    """
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if entry.is_dir() and target.is_dir():
+            _move_into(entry, target)
+        else:
+            os.replace(entry, target)
+
+
+def safe_extract(
+    archive: str | os.PathLike,
+    dest_dir: str | os.PathLike,
+    allowed: Callable[[str], bool],
+) -> list[Path]:
+    """Extract a ``.tar``, ``.tar.gz`` or ``.zip`` into ``dest_dir`` after checking every member.
+
+    ``allowed(name)`` gets each member's name as stored (``"cifar-10-batches-bin/data_batch_1.bin"``)
+    and returns whether it is expected. Any member that is absolute, contains ``..``, is a link or
+    device, or is not allowed raises ``ValueError`` naming the archive and the member, before a
+    single byte is written. Extraction goes to a temporary folder beside ``dest_dir`` and is then
+    moved into ``dest_dir`` (created if needed); existing files there with the same names are
+    replaced. Returns the paths of the extracted regular files.
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive {archive} does not exist")
+    if not callable(allowed):
+        raise TypeError(f"allowed must be a callable name -> bool, got {type(allowed).__name__}")
+    kind = _archive_kind(archive)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", suffix=".extract", dir=dest_dir.parent))
+    try:
+        if kind == "tar":
+            with tarfile.open(archive) as tar:
+                members = _tar_members(archive, tar, allowed)
+                for m in members:
+                    target = tmp / m.name
+                    if m.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(m)
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, _CHUNK)
+        else:
+            with zipfile.ZipFile(archive) as zf:
+                members = _zip_members(archive, zf, allowed)
+                for m in members:
+                    target = tmp / m.filename
+                    if m.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(m) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, _CHUNK)
+        extracted_rel = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+        if not dest_dir.exists():
+            os.replace(tmp, dest_dir)  # one atomic rename
+        else:
+            _move_into(tmp, dest_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [dest_dir / rel for rel in extracted_rel]

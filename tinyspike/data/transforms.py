@@ -1,0 +1,405 @@
+"""Batch augmentation of uint8 images ``[B, C, H, W]``, vectorised over the batch.
+
+torchvision transforms one PIL image at a time; at CIFAR size the Python overhead per image costs
+more than the pixels. Here every transform takes the whole batch and an explicit
+``np.random.Generator``, draws all its random numbers for the batch at once, and does the pixel
+work in one Numba loop (``nogil``, so the DataLoader's background thread runs it while the main
+thread trains). The same generator state gives the same output.
+
+Semantics follow torchvision's (the reference code's):
+
+- ``random_crop``: zero-pad by ``padding`` on every side, then cut a ``size`` window at a uniform
+  random offset (``RandomCrop(32, padding=4)``).
+- ``random_horizontal_flip``: mirror each image with probability ``p``.
+- ``random_rotation``: rotate each image counter-clockwise by an angle uniform in
+  ``[-degrees, degrees]`` about its centre, nearest-neighbour by default, zero fill
+  (``RandomRotation(15)``).
+- ``normalize``: ``(x / 255 - mean[c]) / std[c]`` into float32 (``ToTensor`` + ``Normalize``).
+
+A pipeline is any callable ``f(batch, rng) -> batch``; ``Compose`` chains them, ``preset`` builds
+the paper's recipes (REFERENCE §7).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numba
+import numpy as np
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _check_batch(batch, name: str = "batch") -> np.ndarray:
+    if not isinstance(batch, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(batch).__name__}")
+    if batch.dtype != np.uint8:
+        raise TypeError(f"{name} must be uint8 images (0-255), got dtype {batch.dtype}")
+    if batch.ndim != 4:
+        raise ValueError(f"{name} must be [B, C, H, W], got shape {batch.shape}")
+    return batch
+
+
+def _check_rng(rng) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), "
+            f"got {type(rng).__name__}"
+        )
+    return rng
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)):
+        value = (int(value), int(value))
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, (int, np.integer)) and v > 0 for v in value)
+    ):
+        raise ValueError(f"{name} must be a positive int or a pair (h, w) of them, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+# ----------------------------------------------------------------------------- numba kernels
+
+
+@numba.njit(cache=True, nogil=True)
+def _crop_kernel(src, top, left, flip, out):
+    """out[b] = window of the zero-padded src[b] at (top[b], left[b]), mirrored if flip[b].
+
+    ``top``/``left`` are offsets into the *unpadded* image and may be negative: the padding is
+    never materialised, pixels that fall outside are written as 0.
+    """
+    B, C, H, W = src.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for b in range(B):
+        t, l, f = top[b], left[b], flip[b]
+        for c in range(C):
+            for i in range(oh):
+                y = t + i
+                if y < 0 or y >= H:
+                    for j in range(ow):
+                        out[b, c, i, j] = 0
+                    continue
+                for j in range(ow):
+                    x = l + (ow - 1 - j if f else j)
+                    out[b, c, i, j] = src[b, c, y, x] if 0 <= x < W else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _rotate_kernel(src, angles, bilinear, fill, out):
+    """Inverse mapping: out pixel (i, j) takes src at the point that rotates onto it.
+
+    With image rows pointing down, a counter-clockwise rotation by θ about the centre
+    (cy, cx) = ((H-1)/2, (W-1)/2) sends the output offset (dy, dx) back to the source offset
+    (dx·sinθ + dy·cosθ, dx·cosθ - dy·sinθ) in (row, col). Source points outside the image read
+    ``fill``.
+    """
+    B, C, H, W = src.shape
+    cy, cx = (H - 1) * 0.5, (W - 1) * 0.5
+    for b in range(B):
+        s, co = math.sin(angles[b]), math.cos(angles[b])
+        for i in range(H):
+            dy = i - cy
+            for j in range(W):
+                dx = j - cx
+                sy = cy + dx * s + dy * co
+                sx = cx + dx * co - dy * s
+                if not bilinear:
+                    y = int(math.floor(sy + 0.5))
+                    x = int(math.floor(sx + 0.5))
+                    inside = 0 <= y < H and 0 <= x < W
+                    for c in range(C):
+                        out[b, c, i, j] = src[b, c, y, x] if inside else fill
+                else:
+                    y0 = int(math.floor(sy))
+                    x0 = int(math.floor(sx))
+                    wy, wx = sy - y0, sx - x0
+                    for c in range(C):
+                        acc = 0.0
+                        for ky in range(2):
+                            yy = y0 + ky
+                            wyk = wy if ky else 1.0 - wy
+                            for kx in range(2):
+                                xx = x0 + kx
+                                wxk = wx if kx else 1.0 - wx
+                                v = src[b, c, yy, xx] if (0 <= yy < H and 0 <= xx < W) else fill
+                                acc += wyk * wxk * v
+                        out[b, c, i, j] = min(255, max(0, int(acc + 0.5)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _normalize_kernel(src, scale, shift, out):
+    """out = src * scale[c] + shift[c] with scale = 1/(255·std), shift = -mean/std (one pass)."""
+    B, C, H, W = src.shape
+    for b in range(B):
+        for c in range(C):
+            k, o = scale[c], shift[c]
+            for i in range(H):
+                for j in range(W):
+                    out[b, c, i, j] = np.float32(src[b, c, i, j]) * k + o
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+def crop(batch: np.ndarray, size, top: np.ndarray, left: np.ndarray, flip=None) -> np.ndarray:
+    """Deterministic crop: image b's window starts at (top[b], left[b]) of the unpadded image.
+
+    Offsets may be negative or run past the edge; those pixels are 0 (zero padding). ``flip``
+    (bool ``[B]``, optional) mirrors the chosen windows left-right in the same pass.
+    """
+    batch = _check_batch(batch)
+    oh, ow = _pair(size, "size")
+    B = batch.shape[0]
+    top = np.ascontiguousarray(top, dtype=np.int64)
+    left = np.ascontiguousarray(left, dtype=np.int64)
+    flip = np.zeros(B, dtype=np.bool_) if flip is None else np.ascontiguousarray(flip, dtype=np.bool_)
+    for name, arr in (("top", top), ("left", left), ("flip", flip)):
+        if arr.shape != (B,):
+            raise ValueError(f"{name} must have one entry per image ({B}), got shape {arr.shape}")
+    out = np.empty((B, batch.shape[1], oh, ow), dtype=np.uint8)
+    _crop_kernel(np.ascontiguousarray(batch), top, left, flip, out)
+    return out
+
+
+def _crop_offsets(batch, size, padding, rng):
+    oh, ow = _pair(size, "size")
+    if not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+    B, _, H, W = batch.shape
+    if oh > H + 2 * padding or ow > W + 2 * padding:
+        raise ValueError(
+            f"crop size {(oh, ow)} is larger than the padded image {(H + 2 * padding, W + 2 * padding)}"
+        )
+    top = rng.integers(0, H + 2 * padding - oh + 1, size=B) - padding
+    left = rng.integers(0, W + 2 * padding - ow + 1, size=B) - padding
+    return (oh, ow), top, left
+
+
+def random_crop(batch: np.ndarray, size, padding: int, rng: np.random.Generator) -> np.ndarray:
+    """Zero-pad each image by ``padding`` and cut a ``size`` window at a uniform random place."""
+    batch, rng = _check_batch(batch), _check_rng(rng)
+    size, top, left = _crop_offsets(batch, size, padding, rng)
+    return crop(batch, size, top, left)
+
+
+def horizontal_flip(batch: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mirror left-right the images where ``mask`` (bool ``[B]``) is True; a new array."""
+    batch = _check_batch(batch)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (batch.shape[0],):
+        raise ValueError(f"mask must have one entry per image ({batch.shape[0]}), got {mask.shape}")
+    out = batch.copy()
+    out[mask] = batch[mask][..., ::-1]
+    return out
+
+
+def random_horizontal_flip(batch: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    """Mirror each image left-right with probability ``p``."""
+    batch, rng = _check_batch(batch), _check_rng(rng)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    return horizontal_flip(batch, rng.random(batch.shape[0]) < p)
+
+
+def rotate(batch: np.ndarray, angles, interpolation: str = "nearest", fill: int = 0) -> np.ndarray:
+    """Rotate image b counter-clockwise by ``angles[b]`` degrees about its centre.
+
+    ``interpolation`` is ``"nearest"`` (torchvision's default) or ``"bilinear"``; pixels that come
+    from outside the image are ``fill``.
+    """
+    batch = _check_batch(batch)
+    if interpolation not in ("nearest", "bilinear"):
+        raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+    if not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
+        raise ValueError(f"fill must be an int in [0, 255], got {fill!r}")
+    angles = np.broadcast_to(np.asarray(angles, dtype=np.float64), (batch.shape[0],))
+    out = np.empty_like(batch)
+    _rotate_kernel(
+        np.ascontiguousarray(batch), np.deg2rad(angles), interpolation == "bilinear", int(fill), out
+    )
+    return out
+
+
+def _degree_range(degrees) -> tuple[float, float]:
+    if isinstance(degrees, (int, float, np.integer, np.floating)):
+        if degrees < 0:
+            raise ValueError(f"degrees must be non-negative when a single number, got {degrees!r}")
+        return -float(degrees), float(degrees)
+    if isinstance(degrees, (tuple, list)) and len(degrees) == 2 and degrees[0] <= degrees[1]:
+        return float(degrees[0]), float(degrees[1])
+    raise ValueError(f"degrees must be a number d (range [-d, d]) or a pair (lo, hi), got {degrees!r}")
+
+
+def random_rotation(
+    batch: np.ndarray,
+    degrees,
+    rng: np.random.Generator,
+    interpolation: str = "nearest",
+    fill: int = 0,
+) -> np.ndarray:
+    """Rotate each image by an angle uniform in ``[-degrees, degrees]`` (or ``[lo, hi]``)."""
+    batch, rng = _check_batch(batch), _check_rng(rng)
+    lo, hi = _degree_range(degrees)
+    return rotate(batch, rng.uniform(lo, hi, size=batch.shape[0]), interpolation, fill)
+
+
+def _mean_std(mean, std, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    std = np.asarray(std, dtype=np.float64).reshape(-1)
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise ValueError(
+            f"mean and std need one value per channel ({channels}), got {mean.size} and {std.size}"
+        )
+    if not np.all(std > 0):
+        raise ValueError(f"std must be positive, got {std.tolist()}")
+    return mean, std
+
+
+def normalize(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``(x / 255 - mean[c]) / std[c]`` as float32 ``[B, C, H, W]``, in one pass over the batch."""
+    batch = _check_batch(batch)
+    mean, std = _mean_std(mean, std, batch.shape[1])
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    shift = (-mean / std).astype(np.float32)
+    out = np.empty(batch.shape, dtype=np.float32)
+    _normalize_kernel(np.ascontiguousarray(batch), scale, shift, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- pipeline objects
+
+
+class RandomCrop:
+    """``random_crop`` as a pipeline step (``Compose`` fuses it with a following flip)."""
+
+    def __init__(self, size, padding: int = 0):
+        self.size = _pair(size, "size")
+        if not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+        self.padding = int(padding)
+
+    def __call__(self, batch, rng):
+        return random_crop(batch, self.size, self.padding, rng)
+
+    def __repr__(self):
+        return f"RandomCrop(size={self.size}, padding={self.padding})"
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, batch, rng):
+        return random_horizontal_flip(batch, rng, self.p)
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomCropFlip:
+    """Crop and flip fused into one gather: what ``Compose`` turns a crop followed by a flip into.
+
+    It draws the same random numbers, in the same order, as ``RandomCrop`` then
+    ``RandomHorizontalFlip``, so the fused and unfused pipelines give identical output.
+    """
+
+    def __init__(self, crop: RandomCrop, flip: RandomHorizontalFlip):
+        self.crop, self.flip = crop, flip
+
+    def __call__(self, batch, rng):
+        batch, rng = _check_batch(batch), _check_rng(rng)
+        size, top, left = _crop_offsets(batch, self.crop.size, self.crop.padding, rng)
+        mask = rng.random(batch.shape[0]) < self.flip.p
+        return crop(batch, size, top, left, mask)
+
+    def __repr__(self):
+        return f"RandomCropFlip({self.crop!r}, {self.flip!r})"
+
+
+class RandomRotation:
+    def __init__(self, degrees, interpolation: str = "nearest", fill: int = 0):
+        self.range = _degree_range(degrees)
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+        self.interpolation, self.fill = interpolation, fill
+
+    def __call__(self, batch, rng):
+        return random_rotation(batch, self.range, rng, self.interpolation, self.fill)
+
+    def __repr__(self):
+        return f"RandomRotation(degrees={self.range}, interpolation={self.interpolation!r})"
+
+
+class Normalize:
+    """uint8 -> float32 ``(x / 255 - mean) / std``; uses no randomness (ignores ``rng``)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        mean, std = _mean_std(mean, std, len(np.atleast_1d(mean)))
+        self.mean, self.std = tuple(mean.tolist()), tuple(std.tolist())
+
+    def __call__(self, batch, rng=None):
+        return normalize(batch, self.mean, self.std)
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class Compose:
+    """Apply steps in order, each as ``step(batch, rng)`` with the one shared generator.
+
+    Adjacent ``RandomCrop``, ``RandomHorizontalFlip`` are fused into one ``RandomCropFlip`` pass
+    (same random draws, same result, one copy fewer).
+    """
+
+    def __init__(self, steps: Sequence[Transform]):
+        steps = list(steps)
+        for k, step in enumerate(steps):
+            if not callable(step):
+                raise TypeError(f"step {k} of Compose is not callable: {step!r}")
+        fused = []
+        for step in steps:
+            if isinstance(step, RandomHorizontalFlip) and fused and type(fused[-1]) is RandomCrop:
+                fused[-1] = RandomCropFlip(fused[-1], step)
+            else:
+                fused.append(step)
+        self.steps = fused
+
+    def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for step in self.steps:
+            batch = step(batch, rng)
+        return batch
+
+    def __repr__(self):
+        inner = ", ".join(repr(s) for s in self.steps)
+        return f"Compose([{inner}])"
+
+
+PRESETS = ("depth_study", "alternative", "none")
+
+
+def preset(name: str, mean: Sequence[float], std: Sequence[float], size=32, padding: int = 4) -> Compose:
+    """The augmentation recipes of REFERENCE §7, ending in ``Normalize(mean, std)``.
+
+    - ``"depth_study"`` (Table II): RandomCrop(size, padding), Normalize.
+    - ``"alternative"`` (Table VI): RandomCrop(size, padding), RandomRotation(15),
+      RandomHorizontalFlip, Normalize.
+    - ``"none"``: Normalize only (evaluation, or training without augmentation).
+    """
+    if name == "depth_study":
+        steps = [RandomCrop(size, padding)]
+    elif name == "alternative":
+        steps = [RandomCrop(size, padding), RandomRotation(15), RandomHorizontalFlip()]
+    elif name == "none":
+        steps = []
+    else:
+        raise ValueError(f"preset name must be one of {PRESETS}, got {name!r}")
+    return Compose(steps + [Normalize(mean, std)])

@@ -1,0 +1,101 @@
+"""Check a hand-written backward against central finite differences.
+
+For a function f of inputs x₁…x_k we form the scalar L = Σ_outputs ⟨w, f(x)⟩ with fixed random
+weights w (a random projection tests every output at once, and a wrong gradient almost surely
+changes ⟨w, ·⟩). Then for every element x[j] of every checked input
+
+    numerical  = (L(x + ε·e_j) − L(x − ε·e_j)) / (2ε)          error O(ε²)
+    analytic   = (dL/dx)[j] from backward()
+
+must agree within ``atol + rtol·|numerical|``. In float64 with ε = 1e-6 the truncation error
+(≈ ε²·f''') and the rounding error (≈ 1e-16/ε) are both around 1e-10, far below the tolerances,
+so a disagreement means the backward is wrong (or f is not differentiable at that point: keep
+inputs away from kinks such as the LIF threshold or ReLU's 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyspike import backend
+from tinyspike.autograd import Tensor, no_grad
+
+
+class GradcheckError(AssertionError):
+    """The analytic and numerical gradients disagree (the message says where and by how much)."""
+
+
+def _as_outputs(result):
+    outputs = result if isinstance(result, tuple) else (result,)
+    for out in outputs:
+        if not isinstance(out, Tensor):
+            raise TypeError(f"fn must return a Tensor or a tuple of Tensors, got {type(out).__name__}")
+    return outputs
+
+
+def _projected_loss(outputs, weights) -> float:
+    return float(sum(float((out.data * w).sum()) for out, w in zip(outputs, weights)))
+
+
+def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-4, seed: int = 0) -> bool:
+    """Compare ``fn``'s backward with central differences; raise ``GradcheckError`` on mismatch.
+
+    ``inputs``: Tensors (checked when ``requires_grad``), floating arrays (checked: they become
+    Tensors that require grad), or anything else (passed to ``fn`` unchanged). Every checked input
+    must be float64: float32 rounding (1e-7 relative) swamps finite differences.
+    Returns True when every element agrees.
+    """
+    if eps <= 0 or atol < 0 or rtol < 0:
+        raise ValueError(f"need eps > 0, atol >= 0, rtol >= 0; got eps={eps}, atol={atol}, rtol={rtol}")
+    args, checked = [], []
+    for position, value in enumerate(inputs):
+        if isinstance(value, Tensor):
+            tensor = value
+        elif hasattr(value, "dtype") and getattr(value, "dtype").kind == "f":
+            tensor = Tensor(value, requires_grad=True)
+        else:
+            args.append(value)
+            continue
+        if tensor.requires_grad:
+            if tensor.dtype != np.float64:
+                raise TypeError(f"gradcheck input {position} must be float64, got {tensor.dtype}")
+            # perturbation writes through a flat view, which needs contiguous memory
+            tensor.data = backend.array_module_of(tensor.data).ascontiguousarray(tensor.data)
+            checked.append((position, tensor))
+        args.append(tensor)
+    if not checked:
+        raise ValueError("gradcheck found no input to check (pass float64 arrays or Tensors with requires_grad=True)")
+
+    outputs = _as_outputs(fn(*args))
+    generator = np.random.default_rng(seed)
+    weights = [backend.to_device(generator.standard_normal(out.shape)).astype(out.dtype) for out in outputs]
+    for _, tensor in checked:
+        tensor.grad = None
+    terms = [(out * Tensor._wrap(w)).sum() for out, w in zip(outputs, weights) if out.requires_grad]
+    if terms:
+        loss = terms[0]
+        for term in terms[1:]:
+            loss = loss + term
+        loss.backward()
+
+    for position, tensor in checked:
+        analytic = tensor.grad if tensor.grad is not None else backend.xp().zeros(tensor.shape, dtype=tensor.dtype)
+        analytic = backend.to_numpy(analytic).ravel()
+        flat = tensor.data.reshape(-1)  # a view: perturbing it perturbs the input in place
+        for j in range(flat.size):
+            original = flat[j].item()
+            with no_grad():
+                flat[j] = original + eps
+                plus = _projected_loss(_as_outputs(fn(*args)), weights)
+                flat[j] = original - eps
+                minus = _projected_loss(_as_outputs(fn(*args)), weights)
+                flat[j] = original
+            numerical = (plus - minus) / (2 * eps)
+            if abs(analytic[j] - numerical) > atol + rtol * abs(numerical):
+                index = tuple(int(i) for i in np.unravel_index(j, tensor.shape))
+                raise GradcheckError(
+                    f"gradient mismatch for input {position} (shape {tensor.shape}) at index {index}: "
+                    f"analytic {analytic[j]:.10g}, numerical {numerical:.10g} "
+                    f"(difference {abs(analytic[j] - numerical):.3g} > atol {atol} + rtol {rtol} * |numerical|)"
+                )
+    return True

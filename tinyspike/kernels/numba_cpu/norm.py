@@ -1,0 +1,137 @@
+"""Batch-norm kernels compiled with Numba: same names, signatures and results as
+``kernels.reference.norm`` (read that first).
+
+Why these are faster than the reference: NumPy reduces ``x[M, C, S]`` over axes (0, 2) with
+strided passes and float64 temporaries the size of ``x``. Here every loop runs over the rows
+``x[m, c, :]`` (contiguous, S elements each), in parallel over the M·C rows, and each kernel
+reads its inputs exactly once:
+
+- ``bn_stats``: one pass computing Σ(x − K) and Σ(x − K)² per row (float64), then a tiny
+  reduction of the [M, C] partial sums over M.
+- ``bn_apply``: one fused multiply-add per element.
+- ``bn_backward_reduce``: one pass computing Σdy and Σdy·(x − μ) per row.
+- ``bn_backward_apply``: one pass computing dx.
+
+One-pass variance, and why it is accurate here. var = E[(x−K)²] − (E[x−K])² for any constant
+K. With K = 0 this is the notorious E[x²] − E[x]², which cancels catastrophically when |μ| ≫ σ:
+the relative error of var is about ε_acc · (1 + μ²/σ²). Two choices make it harmless:
+
+1. float64 accumulators (ε_acc ≈ 1e-16, and x² of a float32 is exact in float64);
+2. the shift K[c] = x[0, c, 0], a sample of the channel, so that E[(x−K)²] = σ² + (μ−K)² is a
+   few σ² for any realistic data, and the cancellation factor stays O(1) instead of μ²/σ².
+
+The resulting error (≈ n·1e-16 in the worst case, n ≤ 10⁷) is far below float32 resolution,
+while reading x only once (a two-pass or a Welford update per element would cost either a
+second sweep over memory or a division per element). The test suite checks equality with the
+two-pass reference, also for data with |μ|/σ = 1e4.
+
+Fast-math: reassociation (so the reductions vectorise) and contraction (FMA) only; not
+``nnan``/``ninf``, because a NaN in the activations must propagate to the loss, where the
+Trainer catches it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _row_shifted_sums(x, shift):
+    rows, channels, length = x.shape
+    sums = np.empty((rows, channels), dtype=np.float64)
+    squares = np.empty((rows, channels), dtype=np.float64)
+    for r in prange(rows * channels):
+        m = r // channels
+        c = r - m * channels
+        k = shift[c]
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(length):
+            d = np.float64(x[m, c, j]) - k
+            s1 += d
+            s2 += d * d
+        sums[m, c] = s1
+        squares[m, c] = s2
+    return sums, squares
+
+
+def bn_stats(x):
+    """Per-channel mean and biased variance of ``x[M, C, S]`` over axes (0, 2), in float64."""
+    rows, _, length = x.shape
+    n = rows * length
+    shift = x[0, :, 0].astype(np.float64)
+    sums, squares = _row_shifted_sums(x, shift)
+    shifted_mean = sums.sum(axis=0) / n
+    var = squares.sum(axis=0) / n - shifted_mean * shifted_mean
+    # Rounding can leave a constant channel at -1e-17; a variance is never negative.
+    return shift + shifted_mean, np.maximum(var, 0.0)
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _apply(x, scale, shift):
+    rows, channels, length = x.shape
+    y = np.empty_like(x)
+    for r in prange(rows * channels):
+        m = r // channels
+        c = r - m * channels
+        a = scale[c]
+        b = shift[c]
+        for j in range(length):
+            y[m, c, j] = x[m, c, j] * a + b
+    return y
+
+
+def bn_apply(x, scale, shift):
+    """``y[m, c, s] = x[m, c, s] · scale[c] + shift[c]`` in ``x``'s dtype."""
+    return _apply(x, scale.astype(x.dtype), shift.astype(x.dtype))
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _row_backward_sums(dy, x, mean):
+    rows, channels, length = x.shape
+    sums = np.empty((rows, channels), dtype=np.float64)
+    dots = np.empty((rows, channels), dtype=np.float64)
+    for r in prange(rows * channels):
+        m = r // channels
+        c = r - m * channels
+        mu = mean[c]
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(length):
+            g = np.float64(dy[m, c, j])
+            s1 += g
+            s2 += g * (np.float64(x[m, c, j]) - mu)
+        sums[m, c] = s1
+        dots[m, c] = s2
+    return sums, dots
+
+
+def bn_backward_reduce(dy, x, mean):
+    """``(Σ dy, Σ dy · (x − μ))`` per channel, in float64."""
+    sums, dots = _row_backward_sums(dy, x, mean.astype(np.float64))
+    return sums.sum(axis=0), dots.sum(axis=0)
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _backward_apply(dy, x, mean, a, b, c):
+    rows, channels, length = x.shape
+    dx = np.empty_like(x)
+    for r in prange(rows * channels):
+        m = r // channels
+        ch = r - m * channels
+        mu = mean[ch]
+        ka = a[ch]
+        kb = b[ch]
+        kc = c[ch]
+        for j in range(length):
+            dx[m, ch, j] = dy[m, ch, j] * ka + (x[m, ch, j] - mu) * kb + kc
+    return dx
+
+
+def bn_backward_apply(dy, x, mean, a, b, c):
+    """``dx = a[c] · dy + b[c] · (x − μ[c]) + c[c]`` in ``x``'s dtype."""
+    dtype = x.dtype
+    return _backward_apply(dy, x, mean.astype(dtype), a.astype(dtype), b.astype(dtype), c.astype(dtype))

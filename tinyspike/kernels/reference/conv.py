@@ -1,0 +1,87 @@
+"""im2col / col2im: turn a 2-D convolution into one matrix product (reference version).
+
+A convolution of ``x [N, C, H, W]`` with ``w [O, C, kh, kw]`` (stride ``(sh, sw)``, zero padding
+``(ph, pw)``) is
+
+    y[n, o, i, j] = sum_{c, a, b} w[o, c, a, b] * xpad[n, c, i*sh + a, j*sw + b],
+
+with ``OH = (H + 2 ph - kh) // sh + 1`` and ``OW`` alike. Gather every input value one output
+position needs into one column and the sum becomes a matrix product:
+
+    cols[(c, a, b), (n, i, j)] = xpad[n, c, i*sh + a, j*sw + b]        (im2col)
+    y2 = w.reshape(O, C*kh*kw) @ cols                                 [O, N*OH*OW]
+
+Column layout: ``cols`` is ``[C*kh*kw, N*OH*OW]`` (rows = kernel taps, columns = output
+positions, sample-major). Why this one and not ``[N*OH*OW, C*kh*kw]``:
+
+- reading NCHW input, each row of ``cols`` is a run of whole image rows, so both im2col and
+  col2im move contiguous memory (the other layout strides by ``C*kh*kw`` on every element);
+- all three GEMMs of a layer are then plain row-major products with the long ``N*OH*OW``
+  dimension contiguous: ``w2 @ cols`` (forward), ``cols @ dy2.T`` (weight gradient, the operand
+  order DESIGN.md measured fastest) and ``w2.T @ dy2`` (input gradient);
+- the price is one transpose ``[O, N, OH*OW] -> [N, O, OH*OW]`` of the output (and of its
+  gradient), which is ``C*kh*kw`` times smaller than ``cols``.
+
+``col2im`` is the adjoint (transpose) of ``im2col``: it adds every column entry back onto the
+input pixel it was copied from, so ``<im2col(x), c> == <x, col2im(c)>`` for all x, c; this is
+exactly the chain rule ``dx = im2col^T (dcols)``.
+
+These functions are plain array code: they run on NumPy and CuPy arrays alike.
+"""
+
+from __future__ import annotations
+
+from tinyspike import backend
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Number of kernel positions along one axis: ``(size + 2*padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(x, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=None):
+    """Columns ``[C*kh*kw, N*OH*OW]`` of ``x [N, C, H, W]`` (layout: see the module docstring).
+
+    ``stride`` and ``padding`` are ``(vertical, horizontal)`` pairs. ``x`` may be bool/uint8
+    (spikes): the columns then take the dtype of ``out``, which must be given.
+    ``out``, if given, is a C-contiguous ``[C*kh*kw, N*OH*OW]`` array that is overwritten.
+    """
+    xp = backend.array_module_of(x)
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x.shape
+    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
+    if out is None:
+        out = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
+    cols = out.reshape(c, kh, kw, n, oh, ow)
+    for a in range(kh):
+        for b in range(kw):
+            # tap (a, b) sees xpad[n, c, i*sh + a, j*sw + b]: one strided window, moved to [C, N, ...]
+            window = xpad[:, :, a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw]
+            cols[:, a, b] = window.transpose(1, 0, 2, 3)
+    return out
+
+
+def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=None):
+    """The adjoint of ``im2col``: sum the columns back onto an image of shape ``x_shape``.
+
+    ``cols`` is ``[C*kh*kw, N*OH*OW]``; the result is ``[N, C, H, W]`` with the dtype of ``cols``.
+    A pixel covered by several kernel taps receives the sum of their entries.
+    """
+    xp = backend.array_module_of(cols)
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
+    grid = cols.reshape(c, kh, kw, n, oh, ow)
+    xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            # taps at different (a, b) overlap in xpad, so they are added one offset at a time
+            xpad[:, :, a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw] += grid[
+                :, a, b
+            ].transpose(1, 0, 2, 3)
+    result = xpad[:, :, ph : ph + h, pw : pw + w]
+    if out is None:
+        return xp.ascontiguousarray(result)
+    out[...] = result
+    return out
