@@ -25,12 +25,11 @@ Both functions are vectorised: one ``np.frombuffer(..., ">u4")`` view and a few 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tinyspike.data.cache import atomic_write_bytes
 from tinyspike.data.events import EVENT_DTYPE, check_events
 
 MAGIC = b"#!AER-DAT2.0"
@@ -194,15 +193,4 @@ def write_aedat2(path, events, *, header=DEFAULT_HEADER) -> Path:
     ``header`` lines go after ``#!AER-DAT2.0`` (a ``# `` is prepended where missing). The file
     is written to a temporary name and renamed into place, so a reader never sees half a file.
     """
-    path = Path(path)
-    data = encode_aedat2(events, header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, encode_aedat2(events, header))

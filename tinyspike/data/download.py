@@ -64,6 +64,7 @@ def download_url(
     md5: str,
     expected_size: int | None = None,
     progress: bool = True,
+    timeout: float = 60.0,
 ) -> Path:
     """Download ``url`` to ``dest`` and check it; return ``dest`` as a Path.
 
@@ -73,6 +74,7 @@ def download_url(
 
     Raises ``ValueError`` if the size differs from ``expected_size`` or the MD5 from ``md5``
     (naming the file and both values); the temporary file is removed in every failure.
+    ``timeout`` (seconds) bounds each network wait, so a stalled server raises instead of hanging.
     """
     md5 = _check_md5_arg(md5)
     if expected_size is not None and (not isinstance(expected_size, int) or expected_size < 0):
@@ -87,7 +89,7 @@ def download_url(
     try:
         digest = hashlib.md5(usedforsecurity=False)
         n_bytes = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             header = response.headers.get("Content-Length") if response.headers else None
             total = expected_size if expected_size is not None else (int(header) if header else None)
             with tqdm(

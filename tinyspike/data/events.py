@@ -134,6 +134,11 @@ def resize_coordinates(events, sensor_size, size) -> np.ndarray:
     return out
 
 
+def output_size(sensor_size, size=None) -> tuple[int, int]:
+    """The ``(H', W')`` frames get for a sensor and a ``size`` argument (None, an int or a pair)."""
+    return _target_size(size, _check_size(sensor_size))
+
+
 def _target_size(size, sensor_size) -> tuple[int, int]:
     H, W = sensor_size
     if size is None:
@@ -146,7 +151,8 @@ def _target_size(size, sensor_size) -> tuple[int, int]:
     return Ht, Wt
 
 
-def _check_T_split(T, split_by) -> None:
+def check_frame_args(T, split_by) -> None:
+    """Raise ValueError unless T is a positive int and split_by is "number" or "time"."""
     if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
         raise ValueError(f"T must be a positive int, got {T!r}")
     if split_by not in SPLIT_BY:
@@ -155,7 +161,7 @@ def _check_T_split(T, split_by) -> None:
 
 def frame_slices(events, T: int, split_by: str = "number") -> np.ndarray:
     """The frame index (0..T-1) of every event, as ``to_frames`` assigns it."""
-    _check_T_split(T, split_by)
+    check_frame_args(T, split_by)
     n = events.shape[0]
     if split_by == "number":
         d = n // T
@@ -192,7 +198,7 @@ def to_frames(
     exact for counts up to 2**24) or an integer type; if any count would not fit exactly, a
     ValueError says so instead of wrapping around.
     """
-    _check_T_split(T, split_by)
+    check_frame_args(T, split_by)
     dtype = np.dtype(dtype)
     if dtype not in _EXACT_LIMIT:
         raise TypeError(f"dtype must be one of {sorted(str(d) for d in _EXACT_LIMIT)}, got {dtype}")
@@ -217,3 +223,32 @@ def to_frames(
             f"dtype {dtype} holds exactly; use a wider dtype"
         )
     return counts.astype(dtype).reshape(T, 2, Ht, Wt)
+
+
+def frames_from_files(
+    paths,
+    read,
+    T: int,
+    sensor_size: tuple[int, int],
+    split_by: str = "number",
+    *,
+    size=None,
+    dtype=np.float32,
+    progress: bool = False,
+    desc: str = "frames",
+) -> np.ndarray:
+    """``[N, T, 2, H', W']`` frames, one sample per file: ``to_frames(read(path), ...)``.
+
+    The output is allocated once and filled in place, so memory peaks at the result's size plus
+    one recording. ``read(path)`` must return an ``EVENT_DTYPE`` array; its errors propagate
+    (nothing partial is returned, so nothing partial can be cached).
+    """
+    from tqdm.auto import tqdm  # only here: the rest of the module needs no progress bar
+
+    check_frame_args(T, split_by)
+    paths = list(paths)
+    Ht, Wt = _target_size(size, _check_size(sensor_size))
+    out = np.zeros((len(paths), int(T), 2, Ht, Wt), dtype=np.dtype(dtype))
+    for i, path in enumerate(tqdm(paths, desc=desc, disable=not progress, leave=False)):
+        out[i] = to_frames(read(path), T, sensor_size, split_by, size=size, dtype=dtype, source=path)
+    return out

@@ -79,16 +79,27 @@ def _crop_kernel(src, top, left, flip, out):
     oh, ow = out.shape[2], out.shape[3]
     for b in range(B):
         t, l, f = top[b], left[b], flip[b]
+        # Output columns [j_lo, j_hi) read inside the image; the rest is padding. Splitting each
+        # row into zero / copy / zero runs keeps the copy loop branch-free (it vectorises).
+        if f:  # column j reads x = l + ow - 1 - j
+            j_lo, j_hi = max(0, l + ow - W), min(ow, l + ow)
+        else:  # column j reads x = l + j
+            j_lo, j_hi = max(0, -l), min(ow, W - l)
         for c in range(C):
             for i in range(oh):
                 y = t + i
-                if y < 0 or y >= H:
-                    for j in range(ow):
-                        out[b, c, i, j] = 0
+                if y < 0 or y >= H or j_lo >= j_hi:
+                    out[b, c, i, :] = 0
                     continue
-                for j in range(ow):
-                    x = l + (ow - 1 - j if f else j)
-                    out[b, c, i, j] = src[b, c, y, x] if 0 <= x < W else 0
+                out[b, c, i, :j_lo] = 0
+                out[b, c, i, j_hi:] = 0
+                if f:
+                    base = l + ow - 1
+                    for j in range(j_lo, j_hi):
+                        out[b, c, i, j] = src[b, c, y, base - j]
+                else:
+                    for j in range(j_lo, j_hi):
+                        out[b, c, i, j] = src[b, c, y, l + j]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -219,7 +230,11 @@ def rotate(batch: np.ndarray, angles, interpolation: str = "nearest", fill: int 
         raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
     if not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
         raise ValueError(f"fill must be an int in [0, 255], got {fill!r}")
-    angles = np.broadcast_to(np.asarray(angles, dtype=np.float64), (batch.shape[0],))
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.ndim == 0:
+        angles = np.full(batch.shape[0], float(angles))
+    if angles.shape != (batch.shape[0],):
+        raise ValueError(f"angles must be one number or one per image ({batch.shape[0]}), got shape {angles.shape}")
     out = np.empty_like(batch)
     _rotate_kernel(
         np.ascontiguousarray(batch), np.deg2rad(angles), interpolation == "bilinear", int(fill), out
