@@ -99,6 +99,91 @@ def bench_loader(step_seconds: float = 0.2, batches: int = 15) -> dict:
     return results
 
 
+DVS128_DIR = SHARED_DATA / "dvs128"
+NMNIST_DIR = SHARED_DATA / "nmnist"
+
+
+def _largest_dvs128():
+    """The largest real DVS128 recording, or None if the shared data is absent."""
+    files = sorted(DVS128_DIR.glob("*.aedat"), key=lambda p: p.stat().st_size) if DVS128_DIR.is_dir() else []
+    return files[-1] if files else None
+
+
+def bench_aedat_parse() -> dict:
+    """Median time to read the largest DVS128 AEDAT 2.0 file, and all 1,100 N-MNIST samples."""
+    from tinyspike.data.aedat import read_aedat2
+    from tinyspike.data.nmnist import read_nmnist
+
+    results = {}
+    path = _largest_dvs128()
+    if path is None:
+        print(f"AEDAT parse: no recordings at {DVS128_DIR}, skipped")
+    else:
+        n = len(read_aedat2(path))
+        seconds = _median_time(lambda: read_aedat2(path), repeats=15)
+        results["aedat_ms"] = seconds * 1e3
+        print(f"AEDAT 2.0 parse, {path.name} ({n:,} events, {path.stat().st_size / 1e6:.1f} MB): "
+              f"{seconds * 1e3:.2f} ms ({n / seconds / 1e6:.0f} M events/s)")
+    samples = sorted(NMNIST_DIR.glob("*.bs2")) if NMNIST_DIR.is_dir() else []
+    if samples:
+        seconds = _median_time(lambda: [read_nmnist(p) for p in samples], repeats=5)
+        results["nmnist_all_ms"] = seconds * 1e3
+        print(f"N-MNIST parse, all {len(samples)} samples: {seconds * 1e3:.0f} ms "
+              f"({seconds / len(samples) * 1e6:.0f} µs per sample)")
+    return results
+
+
+def bench_frames() -> dict:
+    """Median time of ``to_frames`` (T=10) on the largest DVS128 recording, both splits."""
+    from tinyspike.data.aedat import read_aedat2
+    from tinyspike.data.events import make_events, to_frames
+
+    path = _largest_dvs128()
+    if path is not None:
+        events, source = read_aedat2(path), path.name
+    else:
+        rng = np.random.default_rng(0)
+        n = 518_000
+        events = make_events(np.sort(rng.integers(0, 10**7, n)), rng.integers(0, 128, n),
+                             rng.integers(0, 128, n), rng.integers(0, 2, n))
+        source = "random events"
+    results = {}
+    print(f"events -> frames [10, 2, H, W], {len(events):,} events of {source}:")
+    for split_by, size, dtype in (("number", None, np.float32), ("time", None, np.float32),
+                                  ("number", None, np.uint16), ("number", 64, np.float32),
+                                  ("number", 48, np.float32)):
+        seconds = _median_time(lambda: to_frames(events, 10, (128, 128), split_by, size=size, dtype=dtype),
+                               repeats=15)
+        name = f"split_by={split_by}, {size or 128}x{size or 128}, {np.dtype(dtype).name}"
+        results[name] = seconds * 1e3
+        print(f"  {name:40s} {seconds * 1e3:7.2f} ms")
+    return results
+
+
+def bench_emulator() -> dict:
+    """Median time to emulate DVS recordings of all 1,797 built-in digits (34x34, 300 steps)."""
+    from tinyspike.data.digits import Digits
+    from tinyspike.data.emulator import EmulatorConfig, emulate
+
+    images = Digits("all", size=34, channels=1, interpolation="bilinear").inputs
+    config = EmulatorConfig()
+    emulate(images[:2], config)  # compile (or load the Numba cache)
+    results = {}
+    for workers in (1, None):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            streams = emulate(images, config, workers=workers)
+            times.append(time.perf_counter() - t0)
+        seconds = statistics.median(times)
+        label = "1 thread" if workers == 1 else "all cores"
+        results[label] = seconds
+        n = sum(len(s) for s in streams)
+        print(f"emulator, {len(images)} digits, {config.sensor_size[0]}x{config.sensor_size[1]}, "
+              f"{config.n_steps} steps, {label}: {seconds:.2f} s ({n / len(images):,.0f} events per digit)")
+    return results
+
+
 def main() -> None:
     module = sys.modules[__name__]
     for name in sorted(n for n in dir(module) if n.startswith("bench_")):

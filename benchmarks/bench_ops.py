@@ -16,14 +16,24 @@ from contextlib import contextmanager
 import numpy as np
 
 
-def _median_ms(fn, repeats: int = 9) -> float:
+def _times_ms(fn, repeats: int = 15) -> list[float]:
     fn()  # warm-up: Numba compilation, page faults of the first allocation
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _median_ms(fn, repeats: int = 15) -> float:
+    return statistics.median(_times_ms(fn, repeats))
+
+
+def _median_and_min_ms(fn, repeats: int = 15) -> tuple[float, float]:
+    """Median, and the minimum (what the op costs when nothing else competes for the cores)."""
+    times = _times_ms(fn, repeats)
+    return statistics.median(times), min(times)
 
 
 @contextmanager
@@ -47,7 +57,7 @@ def bench_batch_norm() -> dict:
 
     rng = np.random.default_rng(0)
     shapes = [(6, 64, 16, 32, 32), (6, 64, 32, 16, 16), (6, 64, 64, 8, 8)]
-    print("batch_norm, training mode, float32, median ms (reference -> numba):")
+    print("batch_norm, training mode, float32, ms as median (min), reference -> numba:")
     results = {}
     for shape in shapes:
         c = shape[2]
@@ -67,12 +77,72 @@ def bench_batch_norm() -> dict:
         row = {}
         for choice in ("reference", "fast"):
             with _kernels(choice):
-                row[choice] = (_median_ms(forward), _median_ms(forward_backward))
+                row[choice] = (_median_and_min_ms(forward), _median_and_min_ms(forward_backward))
         results[shape] = row
         (rf, rfb), (ff, ffb) = row["reference"], row["fast"]
-        print(f"  {str(list(shape)):22s} forward {rf:7.2f} -> {ff:6.2f}   "
-              f"forward+backward {rfb:7.2f} -> {ffb:6.2f}")
+        fmt = lambda t: f"{t[0]:6.2f} ({t[1]:6.2f})"  # noqa: E731
+        print(f"  {str(list(shape)):22s} forward {fmt(rf)} -> {fmt(ff)}   "
+              f"forward+backward {fmt(rfb)} -> {fmt(ffb)}")
     return results
+
+
+def bench_lif(repeats: int = 21) -> dict:
+    """Multi-step LIF on [T=6, B=64, C=16, H=32, W=32] float32, default mode (rectangular
+    surrogate, detach_reset): kernels alone (reference vs numba) and through the autograd Function.
+
+    GB/s counts the bytes a kernel must move: forward reads x (4 B) and writes spikes (4 B) and the
+    uint8 code (1 B); backward reads ∂L/∂s (4 B) and the code (1 B) and writes ∂L/∂x (4 B): 9 B per
+    neuron-step each. Target (issue 2): numba forward+backward ≤ 10 ms on the 2-core CI machine.
+    """
+    from tinyspike import kernels
+    from tinyspike.autograd import Tensor
+    from tinyspike.functional.lif import lif
+    from tinyspike.functional.surrogate import get as get_surrogate
+
+    shape = (6, 64, 16, 32, 32)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape, dtype=np.float32) * 0.5 + 0.3).astype(np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    sg = get_surrogate("rectangular")
+    step_bytes = 9 * x.size
+    print(f"lif {list(shape)} float32, rectangular, detach_reset: median ms (min), GB/s at the median")
+    results = {}
+    for impl in ("reference", "numba_cpu"):
+        forward = kernels.get("lif", "lif_forward", impl)
+        backward = kernels.get("lif", "lif_backward", impl)
+        _, saved = forward(x, 0.5, 0.25, sg, True)
+        cases = {
+            "forward": (lambda: forward(x, 0.5, 0.25, sg, True), step_bytes),
+            "backward": (lambda: backward(g, saved, 0.5, 0.25, sg, True), step_bytes),
+            "forward+backward": (lambda: backward(g, forward(x, 0.5, 0.25, sg, True)[1], 0.5, 0.25, sg, True),
+                                 2 * step_bytes),
+        }
+        for case, (fn, nbytes) in cases.items():
+            median, best = _lif_timings_ms(fn, repeats if impl != "reference" else 5)
+            results[(impl, case)] = median
+            print(f"  {impl:10s} {case:17s} {median:8.2f} ({best:6.2f})  {nbytes / median / 1e6:5.1f} GB/s")
+
+    xt = Tensor(x, requires_grad=True)
+
+    def through_function():
+        lif(xt).backward(g)
+        xt.grad = None
+
+    median, best = _lif_timings_ms(through_function, repeats)
+    results[("Function", "forward+backward")] = median
+    print(f"  {'Function':10s} {'forward+backward':17s} {median:8.2f} ({best:6.2f})  (numba, with autograd)")
+    return results
+
+
+def _lif_timings_ms(fn, repeats: int) -> tuple[float, float]:
+    """(median, min) of ``repeats`` timed calls after one warm-up; min shows the machine unloaded."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, min(times) * 1e3
 
 
 def main(argv=None) -> None:

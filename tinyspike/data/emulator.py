@@ -8,7 +8,7 @@ does the same in software, so that event pipelines can be tried on any image set
    (default: a triangle of three, as N-MNIST), at constant speed, over ``duration_us``, and
    sampled at the sensor's pixel centres with bilinear interpolation (edges clamped, so the
    image border itself produces no events). Time advances in steps of ``step_us``.
-2. Pixels. Each pixel keeps a reference log-intensity ``ref`` (initially that of the image at
+2. Pixels, each on its own. Each pixel keeps a reference log-intensity ``ref`` (initially that of the image at
    rest). At each step it computes ``L = log(I + log_eps)`` (``I`` in [0, 1]; the offset is the
    dark current that keeps log finite) and, if it is not in its refractory period, emits
    ``k = floor(|L - ref| / C)`` events of polarity ``L > ref`` (ON = 1), at most
@@ -23,13 +23,16 @@ Randomness (mismatch, noise) comes only from the ``rng`` argument (a seed or a G
 same seed gives the same events. Timestamps are multiples of ``step_us`` (noise: any µs).
 
 The per-step pixel update is a Numba kernel over images and pixels (``_pixel_kernel``);
-``emulate_reference`` is the same model in plain NumPy, kept for tests and for reading.
+``_signed_counts_reference`` is the same model in plain NumPy (``emulate(..., reference=True)``),
+kept for tests and for reading: both give the same events, bit for bit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
@@ -60,7 +63,8 @@ class EmulatorConfig:
     noise_rate_hz: float = 0.0  # background events per pixel per second
 
     def __post_init__(self):
-        H, W = self.sensor_size if len(self.sensor_size) == 2 else (0, 0)
+        size = self.sensor_size
+        H, W = size if isinstance(size, (tuple, list)) and len(size) == 2 else (0, 0)
         if not all(isinstance(v, (int, np.integer)) and v > 0 for v in (H, W)):
             raise ValueError(f"sensor_size must be (H, W) positive ints, got {self.sensor_size!r}")
         object.__setattr__(self, "sensor_size", (int(H), int(W)))
@@ -148,8 +152,17 @@ def _intensity(images) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
+def _generator(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    # None would mean "seed from the OS": a run could then not be repeated.
+    raise TypeError(f"rng must be a non-negative int seed or a numpy Generator, got {rng!r}")
+
+
 def _setup(images, config: EmulatorConfig, rng):
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = _generator(rng)
     intensity = _intensity(images)
     N, Hi, Wi = intensity.shape
     H, W = config.sensor_size
@@ -162,6 +175,7 @@ def _setup(images, config: EmulatorConfig, rng):
         C = config.threshold * np.exp(config.threshold_sigma * rng.standard_normal((N, H, W)))
     else:
         C = np.full((N, H, W), config.threshold)
+    # At most 127 events per pixel and step: the per-step counts are int8.
     cap = max(1, config.step_us // config.refractory_us) if config.refractory_us else 127
     # Steps a pixel must wait after firing: it may fire again at step s if s - last >= wait.
     wait = -(-config.refractory_us // config.step_us)  # ceil
@@ -170,7 +184,7 @@ def _setup(images, config: EmulatorConfig, rng):
 
 @numba.njit(cache=True, nogil=True)
 def _sample(img, a, b, d, e, fy, fx):
-    # Bilinear, rows first: the same operation order as the NumPy reference's ``render``.
+    # Bilinear, along x first, then y: the operation order of the NumPy reference's ``render``.
     top = img[a, d] * (1 - fx) + img[a, e] * fx
     bot = img[b, d] * (1 - fx) + img[b, e] * fx
     return top * (1 - fy) + bot * fy
@@ -186,68 +200,88 @@ def _constant_patch(img, r0, r1, c0, c1):
     return True
 
 
-@numba.njit(cache=True, parallel=True)
-def _pixel_kernel(images, y0, y1, wy, x0, x1, wx, C, log_eps, cap, wait, step_us,
-                  fill, offsets, n_events, t_out, x_out, y_out, p_out):
-    """Run every pixel of every image through all steps; count (``fill=False``: into
-    ``n_events[i]``) or write (``fill=True``: from ``offsets[i]`` into the ``*_out`` columns) its
-    events. Called twice, so that the output can be allocated exactly.
+@numba.njit(cache=True, nogil=True)
+def _pixel_kernel(images, y0, y1, wy, x0, x1, wx, C, log_eps, cap, wait, out, n_events):
+    """out[i, s-1, r, c] = signed number of events of pixel (r, c) of image i at step s;
+    n_events[i] = the number of events of image i.
 
-    ``images`` [N, Hi, Wi] float64; the taps ``[S+1, H]``/``[S+1, W]`` say where pixel (r, c)
-    samples the image at step s; ``C`` [N, H, W] thresholds. Time is the outer loop so that
-    each image's events come out in time order (then row, then column), as in the reference.
+    ``images`` [N, Hi, Wi] float64; the taps are transposed, ``[H, S+1]``/``[W, S+1]``: where
+    pixel (r, c) samples the image at step s; ``C`` [N, H, W] thresholds; ``out`` int8 zeros.
+    Pixels are independent, so each runs through all its steps with its state (``ref``, its
+    band ``lo..hi``, ``last``) in registers. Images are independent too: ``emulate`` runs chunks
+    of them on threads (the kernel releases the GIL; ``parallel=True`` compiles 4x slower).
     """
     N = images.shape[0]
-    S = y0.shape[0] - 1
+    S = y0.shape[1] - 1
     H, W = C.shape[1], C.shape[2]
-    for i in numba.prange(N):
+    for i in range(N):
         img = images[i]
-        ref = np.empty((H, W))
-        lo = np.empty((H, W))  # ref's thresholds in the linear domain, to skip most logs
-        hi = np.empty((H, W))
-        last = np.full((H, W), -wait)
-        active = np.zeros((H, W), dtype=np.bool_)
-        for r in range(H):
-            for c in range(W):
-                ref[r, c] = np.log(_sample(img, y0[0, r], y1[0, r], x0[0, c], x1[0, c], wy[0, r], wx[0, c]) + log_eps)
-                # A slightly narrowed band: inside it |log(v + eps) - ref| < C for sure, so the
-                # exact test below is needed only outside it and results equal the reference's.
-                lo[r, c] = np.exp(ref[r, c] - C[i, r, c]) * (1 + 1e-9)
-                hi[r, c] = np.exp(ref[r, c] + C[i, r, c]) * (1 - 1e-9)
-                # A pixel that only ever sees a uniform patch cannot fire: skip it.
-                r0, r1 = y0[:, r].min(), y1[:, r].max()
-                c0, c1 = x0[:, c].min(), x1[:, c].max()
-                active[r, c] = not _constant_patch(img, r0, r1, c0, c1)
         n = 0
-        base = offsets[i] if fill else 0
-        for s in range(1, S + 1):
-            for r in range(H):
-                a, b, fy = y0[s, r], y1[s, r], wy[s, r]
-                for c in range(W):
-                    if not active[r, c] or s - last[r, c] < wait:
+        for r in range(H):
+            ya, yb, fys = y0[r], y1[r], wy[r]
+            for c in range(W):
+                xa, xb, fxs = x0[c], x1[c], wx[c]
+                # A pixel that only ever sees a uniform patch cannot fire: skip it.
+                if _constant_patch(img, ya.min(), yb.max(), xa.min(), xb.max()):
+                    continue
+                thr = C[i, r, c]
+                ref = np.log(_sample(img, ya[0], yb[0], xa[0], xb[0], fys[0], fxs[0]) + log_eps)
+                # ref's band in the linear domain, slightly narrowed: inside it
+                # |log(v + eps) - ref| < C for sure, so the log is taken only outside it, and
+                # the results equal the reference's.
+                lo = np.exp(ref - thr) * (1 + 1e-9)
+                hi = np.exp(ref + thr) * (1 - 1e-9)
+                last = -wait  # ready from the first step
+                for s in range(1, S + 1):
+                    if s - last < wait:
                         continue
-                    v = _sample(img, a, b, x0[s, c], x1[s, c], fy, wx[s, c]) + log_eps
-                    if lo[r, c] < v < hi[r, c]:
+                    v = _sample(img, ya[s], yb[s], xa[s], xb[s], fys[s], fxs[s]) + log_eps
+                    if lo < v < hi:
                         continue
-                    thr = C[i, r, c]
-                    diff = np.log(v) - ref[r, c]
+                    diff = np.log(v) - ref
                     k = int(abs(diff) / thr)
                     if k == 0:
                         continue
                     k = min(k, cap)
-                    ref[r, c] += k * thr if diff > 0 else -(k * thr)
-                    lo[r, c] = np.exp(ref[r, c] - thr) * (1 + 1e-9)
-                    hi[r, c] = np.exp(ref[r, c] + thr) * (1 - 1e-9)
-                    last[r, c] = s
-                    if fill:
-                        for j in range(k):
-                            t_out[base + n + j] = s * step_us
-                            x_out[base + n + j] = c
-                            y_out[base + n + j] = r
-                            p_out[base + n + j] = 1 if diff > 0 else 0
+                    ref += k * thr if diff > 0 else -(k * thr)
+                    lo = np.exp(ref - thr) * (1 + 1e-9)
+                    hi = np.exp(ref + thr) * (1 - 1e-9)
+                    last = s
+                    out[i, s - 1, r, c] = k if diff > 0 else -k
                     n += k
-        if not fill:
-            n_events[i] = n
+        n_events[i] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_events(counts, n_events):
+    N = counts.shape[0]
+    flat = counts.reshape(N, -1)
+    for i in range(N):
+        n = 0
+        for q in range(flat.shape[1]):
+            n += abs(np.int64(flat[i, q]))
+        n_events[i] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_events(counts, step_us, offsets, t_out, x_out, y_out, p_out):
+    """Write image i's events from ``offsets[i]``: by step, then row, then column."""
+    N, S, H, W = counts.shape
+    flat = counts.reshape(N, -1)  # most cells are 0: one flat scan skips them cheaply
+    for i in range(N):
+        j = offsets[i]
+        for q in range(flat.shape[1]):
+            k = flat[i, q]
+            if k == 0:
+                continue
+            s, rc = divmod(q, H * W)
+            r, c = divmod(rc, W)
+            for _ in range(abs(np.int64(k))):
+                t_out[j] = (s + 1) * step_us
+                x_out[j] = c
+                y_out[j] = r
+                p_out[j] = 1 if k > 0 else 0
+                j += 1
 
 
 def _signed_counts_reference(intensity, ty, tx, C, log_eps, cap, wait) -> np.ndarray:
@@ -276,18 +310,19 @@ def _signed_counts_reference(intensity, ty, tx, C, log_eps, cap, wait) -> np.nda
     return out
 
 
-def _events_from_counts(counts: np.ndarray, step_us: int) -> list[np.ndarray]:
-    """Per-image event arrays from signed per-step counts ``[N, S, H, W]`` (time-ordered)."""
-    i, s, y, x = np.nonzero(counts)  # lexicographic: image, then step, then row, then column
-    k = counts[i, s, y, x].astype(np.int64)
-    reps = np.abs(k)
-    ev = np.empty(int(reps.sum()), dtype=EVENT_DTYPE)
-    ev["t"] = np.repeat((s.astype(np.int64) + 1) * step_us, reps)
-    ev["x"] = np.repeat(x, reps)
-    ev["y"] = np.repeat(y, reps)
-    ev["p"] = np.repeat(k > 0, reps)
-    bounds = np.searchsorted(np.repeat(i, reps), np.arange(1, counts.shape[0]))
-    return np.split(ev, bounds)
+def _events_from_counts(counts: np.ndarray, step_us: int, n_events=None) -> list[np.ndarray]:
+    """Per-image event arrays from signed per-step counts ``[N, S, H, W]`` (time-ordered);
+    ``n_events`` (events per image) is counted here unless the kernel already did."""
+    if n_events is None:
+        n_events = np.zeros(counts.shape[0], dtype=np.int64)
+        _count_events(counts, n_events)
+    offsets = np.concatenate([[0], np.cumsum(n_events)])
+    cols = [np.empty(int(offsets[-1]), dt) for dt in (np.int64, np.uint16, np.uint16, np.uint8)]
+    _fill_events(counts, step_us, offsets, *cols)
+    ev = np.empty(int(offsets[-1]), dtype=EVENT_DTYPE)
+    for name, col in zip("txyp", cols):
+        ev[name] = col
+    return np.split(ev, offsets[1:-1])
 
 
 def _add_noise(streams, config: EmulatorConfig, rng) -> list[np.ndarray]:
@@ -310,43 +345,48 @@ def _add_noise(streams, config: EmulatorConfig, rng) -> list[np.ndarray]:
     return out
 
 
-def _run_kernel(intensity, ty, tx, C, config, cap, wait) -> list[np.ndarray]:
-    N = intensity.shape[0]
-    n_events = np.zeros(N, dtype=np.int64)
-    none64, none16, none8 = np.empty(0, np.int64), np.empty(0, np.uint16), np.empty(0, np.uint8)
-    args = (intensity, *ty, *tx, C, float(config.log_eps), cap, wait, config.step_us)
-    _pixel_kernel(*args, False, n_events, n_events, none64, none16, none16, none8)
-    offsets = np.concatenate([[0], np.cumsum(n_events)])
-    ev = np.empty(int(offsets[-1]), dtype=EVENT_DTYPE)
-    cols = [np.empty(ev.size, dt) for dt in (np.int64, np.uint16, np.uint16, np.uint8)]
-    _pixel_kernel(*args, True, offsets, n_events, *cols)
-    for name, col in zip("txyp", cols):
-        ev[name] = col
-    return np.split(ev, offsets[1:-1])
-
-
 def emulate(images, config: EmulatorConfig | None = None, *, rng=0, chunk: int = 64,
-            reference: bool = False) -> list[np.ndarray]:
+            workers: int | None = None, reference: bool = False) -> list[np.ndarray]:
     """Emulate a DVS watching each image move; returns one ``EVENT_DTYPE`` array per image.
 
     ``images``: uint8 (0-255) or float (0-1), ``[N, H, W]`` or ``[N, C, H, W]`` (C = 1 or 3); any
     size (they are resampled to ``config.sensor_size``). ``rng``: a seed or a
-    ``np.random.Generator`` for mismatch and noise. ``reference=True`` uses the NumPy model
-    instead of the Numba kernel (same events, much slower), ``chunk`` images at a time (memory:
-    ``chunk * n_steps * H * W`` bytes).
+    ``np.random.Generator`` for mismatch and noise. ``chunk`` images are run at a time (memory:
+    ``chunk * n_steps * H * W`` bytes of per-step counts), on ``workers`` threads (default: one
+    per CPU); neither changes the result. ``reference=True`` uses the NumPy model instead of the
+    Numba kernel (same events, much slower).
     """
     config = config or EmulatorConfig()
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     rng, intensity, ty, tx, C, cap, wait = _setup(images, config, rng)
-    if reference:
-        streams = []
-        for start in range(0, intensity.shape[0], chunk):
-            part = slice(start, start + chunk)
+    H, W = config.sensor_size
+    # The kernel walks time innermost: give it the taps with time as the last, contiguous axis.
+    ty_t = [np.ascontiguousarray(a.T) for a in ty]
+    tx_t = [np.ascontiguousarray(a.T) for a in tx]
+
+    def run(start):
+        part = slice(start, start + chunk)
+        if reference:
             counts = _signed_counts_reference(intensity[part], ty, tx, C[part], config.log_eps, cap, wait)
-            streams += _events_from_counts(counts, config.step_us)
+        else:
+            counts = np.zeros((intensity[part].shape[0], config.n_steps, H, W), dtype=np.int8)
+            n_events = np.zeros(counts.shape[0], dtype=np.int64)
+            _pixel_kernel(intensity[part], *ty_t, *tx_t, C[part], float(config.log_eps), cap, wait,
+                          counts, n_events)
+            return _events_from_counts(counts, config.step_us, n_events)
+        return _events_from_counts(counts, config.step_us)
+
+    starts = range(0, intensity.shape[0], chunk)
+    workers = min(workers or os.cpu_count() or 1, len(starts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(run, starts))  # in order: the result does not depend on threads
     else:
-        streams = _run_kernel(intensity, ty, tx, C, config, cap, wait)
+        parts = [run(start) for start in starts]
+    streams = [ev for part in parts for ev in part]
     if config.noise_rate_hz > 0:
         streams = _add_noise(streams, config, rng)
     return streams
@@ -371,12 +411,19 @@ def make_cifar10_dvs_folder(images, labels, root, *, config: EmulatorConfig | No
     labels = np.asarray(labels)
     config = config or EmulatorConfig(sensor_size=(128, 128), duration_us=200_000, step_us=2_000,
                                       amplitude=4.0)
+    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {len(images)} integers (one per image), got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"labels must lie in 0-9, got range [{labels.min()}, {labels.max()}]")
     if indices is None:
         seen = {}
         indices = []
         for lab in labels.tolist():
             indices.append(seen.get(lab, 0))
             seen[lab] = indices[-1] + 1
+    indices = [int(i) for i in indices]
+    if len(indices) != len(labels) or any(not 0 <= i < 1000 for i in indices):
+        raise ValueError(f"indices must be {len(labels)} recording numbers in 0-999, got {indices[:10]}...")
     streams = emulate(images, config, rng=rng)
     paths = []
     for ev, lab, idx in zip(streams, labels.tolist(), indices):

@@ -10,7 +10,7 @@ fixed seed.
 name           kind      data_dir     what
 =============  ========  ===========  ====================================================
 digits         static    (built in)   UCI 8x8 digits, upsampled (``size``, ``channels``)
-digits-dvs     events    (built in)   the digits through the DVS emulator, T frames
+digits-dvs     events    (built in)   the digits through the DVS emulator, T frames (``size``)
 cifar10        static    required*    CIFAR-10 binary batches (* or the download cache)
 cifar10-dvs    events    required*    CIFAR10-DVS AEDAT recordings, PLIF split, T frames
 nmnist         events    required     N-MNIST ``.bin``/``.bs2`` samples, T frames
@@ -108,6 +108,16 @@ def build_dataset(name: str, split: str = "train", data_dir=None, time_steps=Non
 
         if split == "val":
             raise ValueError("digits-dvs has 'train' and 'test' splits only")
+        options = dict(options)
+        if "size" in options:  # a JSON-able shortcut for EmulatorConfig(sensor_size=(size, size))
+            from tinyspike.data.emulator import EmulatorConfig
+
+            size = options.pop("size")
+            if "config" in options:
+                raise ValueError("digits-dvs: give either size or config, not both")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+                raise ValueError(f"digits-dvs: size must be an int >= 8, got {size!r}")
+            options["config"] = EmulatorConfig(sensor_size=(size, size))
         return _call(DigitsDVS, split, options=options, what="digits-dvs", T=_time_steps(name, time_steps))
     if name == "cifar10":
         from tinyspike.data.cifar10 import CIFAR10

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np  # only for its scalar types; no array maths here
+
 from tinyspike import backend
 from tinyspike.autograd import Tensor
 
@@ -53,7 +55,7 @@ def same_backend(fn: str, name: str, data, reference_name: str, reference) -> No
 
 
 def boolean(fn: str, name: str, value) -> bool:
-    if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__}")
     return bool(value)
 

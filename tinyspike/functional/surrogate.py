@@ -59,7 +59,12 @@ def _sigmoid(z):
 
 
 class Surrogate:
-    """Base class: Heaviside forward, ``grad`` supplied by the subclass."""
+    """Base class: Heaviside forward, ``grad`` supplied by the subclass.
+
+    A surrogate of your own: subclass, set ``name``, ``param_name`` and ``default``, write
+    ``grad(d)`` with array code (``backend.array_module_of(d)``, constants in d's dtype). The LIF
+    kernels run it through the reference kernel (the Numba kernel knows only the built-in names).
+    """
 
     name = "surrogate"
     param_name = "width"
@@ -90,19 +95,40 @@ class Surrogate:
         return hash((type(self).__name__, self.param))
 
 
-class Rectangular(Surrogate):
+class _WidthSurrogate(Surrogate):
+    """A bump with a finite support, parameterised by its ``width``."""
+
+    param_name = "width"
+
+    def __init__(self, width: float | None = None):
+        super().__init__(width)
+
+    @property
+    def width(self) -> float:
+        return self.param
+
+
+class _SlopeSurrogate(Surrogate):
+    """A smooth bump, parameterised by its steepness ``alpha``."""
+
+    param_name = "alpha"
+
+    def __init__(self, alpha: float | None = None):
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+
+class Rectangular(_WidthSurrogate):
     """``grad(d) = 1/a`` on the open interval ``|d| < a/2``, else 0 (the MS-ResNet surrogate).
 
     With V_th = 0.5 and a = 1 it is 1 exactly for 0 < u < 1: u = 0 and u = 1 give 0.
     """
 
     name = "rectangular"
-    param_name = "width"
     default = 1.0
-
-    @property
-    def width(self) -> float:
-        return self.param
 
     def grad(self, d):
         xp = backend.array_module_of(d)
@@ -110,16 +136,11 @@ class Rectangular(Surrogate):
         return (xp.abs(d) < half).astype(d.dtype) * inv
 
 
-class Triangle(Surrogate):
+class Triangle(_WidthSurrogate):
     """``grad(d) = (1/a) · max(0, 1 - |d|/a)``: a tent of half-width a and area 1."""
 
     name = "triangle"
-    param_name = "width"
     default = 1.0
-
-    @property
-    def width(self) -> float:
-        return self.param
 
     def grad(self, d):
         xp = backend.array_module_of(d)
@@ -127,16 +148,11 @@ class Triangle(Surrogate):
         return xp.maximum(self._const(d, 0.0), 1 - xp.abs(d) * inv) * inv
 
 
-class Sigmoid(Surrogate):
+class Sigmoid(_SlopeSurrogate):
     """``grad(d) = α σ(αd)(1 - σ(αd))``, the derivative of σ(αd); larger α is closer to a spike."""
 
     name = "sigmoid"
-    param_name = "alpha"
     default = 4.0
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def grad(self, d):
         alpha = self._const(d, self.param)
@@ -144,16 +160,11 @@ class Sigmoid(Surrogate):
         return alpha * sig * (1 - sig)
 
 
-class ATan(Surrogate):
+class ATan(_SlopeSurrogate):
     """``grad(d) = (α/2) / (1 + (π/2 · α · d)²)``, the derivative of ``arctan(π/2 · α · d)/π + 1/2``."""
 
     name = "atan"
-    param_name = "alpha"
     default = 2.0
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def grad(self, d):
         k = self._const(d, math.pi / 2 * self.param)
@@ -161,16 +172,11 @@ class ATan(Surrogate):
         return self._const(d, self.param / 2) / (1 + z * z)
 
 
-class FastSigmoid(Surrogate):
+class FastSigmoid(_SlopeSurrogate):
     """``grad(d) = 1 / (1 + α|d|)²`` (SuperSpike, Zenke & Ganguli 2018); area 2/α, not 1."""
 
     name = "fast_sigmoid"
-    param_name = "alpha"
     default = 10.0
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def grad(self, d):
         xp = backend.array_module_of(d)

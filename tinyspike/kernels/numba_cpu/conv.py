@@ -34,6 +34,22 @@ def _valid_range(stride, pad, tap, in_size, out_size):
     return lo, max(lo, hi)
 
 
+@njit(cache=True, inline="always")
+def _copy_row(src, dst, offset, stride, lo, hi):
+    """dst[j] = src[j*stride + offset] for j in [lo, hi), zeros elsewhere in dst."""
+    zero = dst.dtype.type(0)
+    for j in range(lo):
+        dst[j] = zero
+    if stride == 1:  # the common case, kept separate so LLVM vectorises the contiguous copy
+        for j in range(lo, hi):
+            dst[j] = src[j + offset]
+    else:
+        for j in range(lo, hi):
+            dst[j] = src[j * stride + offset]
+    for j in range(hi, dst.shape[0]):
+        dst[j] = zero
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, sh, sw, ph, pw, cols):
     n_batch, channels, height, width = x.shape
@@ -46,18 +62,14 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, cols):
         a = (row // kw) % kh
         b = row % kw
         j_lo, j_hi = _valid_range(sw, pw, b, width, ow_size)
+        block = cols[row, n]
+        image = x[n, c]
         for i in range(oh_size):
             ih = i * sh - ph + a
             if ih < 0 or ih >= height:
-                for j in range(ow_size):
-                    cols[row, n, i, j] = zero
-                continue
-            for j in range(j_lo):
-                cols[row, n, i, j] = zero
-            for j in range(j_lo, j_hi):
-                cols[row, n, i, j] = x[n, c, ih, j * sw - pw + b]
-            for j in range(j_hi, ow_size):
-                cols[row, n, i, j] = zero
+                block[i, :] = zero
+            else:
+                _copy_row(image[ih], block[i], b - pw, sw, j_lo, j_hi)
 
 
 @njit(parallel=True, cache=True)
@@ -72,12 +84,18 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, out):
         for a in range(kh):
             i_lo, i_hi = _valid_range(sh, ph, a, height, oh_size)
             for b in range(kw):
-                row = (c * kh + a) * kw + b
+                block = cols[(c * kh + a) * kw + b, n]
                 j_lo, j_hi = _valid_range(sw, pw, b, width, ow_size)
+                offset = b - pw
                 for i in range(i_lo, i_hi):
-                    ih = i * sh - ph + a
-                    for j in range(j_lo, j_hi):
-                        plane[ih, j * sw - pw + b] += cols[row, n, i, j]
+                    dst = plane[i * sh - ph + a]
+                    src = block[i]
+                    if sw == 1:
+                        for j in range(j_lo, j_hi):
+                            dst[j + offset] += src[j]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            dst[j * sw + offset] += src[j]
 
 
 def im2col(x, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=None):

@@ -1,0 +1,178 @@
+"""Events -> frames: the split rules of REFERENCE.md §9, polarity channels, binning, validation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tinyspike.data.events import (
+    EVENT_DTYPE, check_events, frame_slices, make_events, output_size, resize_coordinates,
+    to_frames,
+)
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+BIGGEST = SHARED / "dvs128" / "cam289_right_clamp_test1.aedat"
+
+
+def _naive_frames(events, T, H, W, split_by):
+    """A plain loop over events: the definition, written as directly as possible."""
+    n = len(events)
+    out = np.zeros((T, 2, H, W), dtype=np.int64)
+    if split_by == "number":
+        d = n // T
+        for k, e in enumerate(events):
+            i = min(k // d, T - 1) if d else T - 1
+            out[i, e["p"], e["y"], e["x"]] += 1
+    else:
+        t0, t1 = int(events["t"].min()), int(events["t"].max())
+        for e in events:
+            i = 0 if t1 == t0 else min((int(e["t"]) - t0) * T // (t1 - t0), T - 1)
+            out[i, e["p"], e["y"], e["x"]] += 1
+    return out
+
+
+def test_hand_built_example_by_number():
+    # 7 events, T = 3: d = 2, frames take events [0,2), [2,4) and the last one [4,7).
+    ev = make_events(
+        t=[0, 1, 2, 3, 4, 5, 6],
+        x=[0, 1, 2, 0, 1, 2, 2],
+        y=[0, 0, 1, 1, 2, 2, 2],
+        p=[1, 0, 1, 1, 0, 0, 0],
+    )
+    f = to_frames(ev, 3, (3, 3), "number")
+    assert f.shape == (3, 2, 3, 3) and f.dtype == np.float32
+    expect = np.zeros((3, 2, 3, 3))
+    expect[0, 1, 0, 0] = 1  # ON at (x=0, y=0)
+    expect[0, 0, 0, 1] = 1  # OFF at (x=1, y=0): channel 0 = OFF
+    expect[1, 1, 1, 2] = 1
+    expect[1, 1, 1, 0] = 1
+    expect[2, 0, 2, 1] = 1
+    expect[2, 0, 2, 2] = 2  # the remainder: two events on one pixel are counted, not binarised
+    np.testing.assert_array_equal(f, expect)
+    assert f.reshape(3, -1).sum(1).tolist() == [2, 2, 3]
+
+
+def test_hand_built_example_by_time():
+    ev = make_events(t=[100, 110, 120, 130, 140], x=[0] * 5, y=[0] * 5, p=[1, 1, 0, 0, 1])
+    f = to_frames(ev, 2, (1, 1), "time")
+    # window = 20 µs: t - t0 in {0, 10} -> frame 0; {20, 30, 40} -> frame 1 (t_last in the last).
+    assert f[:, :, 0, 0].tolist() == [[0, 2], [2, 1]]
+    assert frame_slices(ev, 2, "time").tolist() == [0, 0, 1, 1, 1]
+
+
+def test_fewer_events_than_frames_go_to_the_last_frame():
+    ev = make_events(t=[0, 1], x=[0, 1], y=[0, 0], p=[0, 1])
+    f = to_frames(ev, 5, (1, 2))
+    assert f[:4].sum() == 0 and f[4].sum() == 2
+
+
+def test_empty_stream_gives_zero_frames():
+    ev = np.zeros(0, dtype=EVENT_DTYPE)
+    for split_by in ("number", "time"):
+        f = to_frames(ev, 4, (5, 6), split_by)
+        assert f.shape == (4, 2, 5, 6) and f.sum() == 0
+
+
+def test_all_events_at_one_instant_by_time():
+    ev = make_events(t=[7, 7, 7], x=[0, 1, 2], y=[0, 0, 0], p=[1, 1, 0])
+    f = to_frames(ev, 3, (1, 3), "time")
+    assert f[0].sum() == 3 and f[1:].sum() == 0
+
+
+events_strategy = st.integers(0, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 10**6), min_size=n, max_size=n),
+        st.lists(st.integers(0, 6), min_size=n, max_size=n),
+        st.lists(st.integers(0, 4), min_size=n, max_size=n),
+        st.lists(st.integers(0, 1), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cols=events_strategy, T=st.integers(1, 7), split_by=st.sampled_from(["number", "time"]))
+def test_frames_equal_the_naive_definition(cols, T, split_by):
+    t, x, y, p = cols
+    ev = make_events(np.sort(np.asarray(t, dtype=np.int64)), np.asarray(x, dtype=np.int64),
+                     np.asarray(y, dtype=np.int64), np.asarray(p, dtype=np.int64))
+    f = to_frames(ev, T, (5, 7), split_by, dtype=np.int64)
+    np.testing.assert_array_equal(f, _naive_frames(ev, T, 5, 7, split_by))
+    assert f.sum() == len(ev)
+    assert f[:, 1].sum() == int(np.sum(p)) and f[:, 0].sum() == len(ev) - int(np.sum(p))
+
+
+def test_binning_to_half_size_pools_two_by_two_blocks():
+    rng = np.random.default_rng(0)
+    n = 5000
+    ev = make_events(np.arange(n), rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n))
+    full = to_frames(ev, 4, (128, 128))
+    half = to_frames(ev, 4, (128, 128), size=64)
+    np.testing.assert_array_equal(half, full.reshape(4, 2, 64, 2, 64, 2).sum(axis=(3, 5)))
+    third = to_frames(ev, 4, (128, 128), size=48)
+    assert third.shape == (4, 2, 48, 48) and third.sum() == n
+    assert output_size((128, 128), 48) == (48, 48)
+    moved = resize_coordinates(ev, (128, 128), (64, 32))
+    assert moved["x"].max() < 32 and moved["y"].max() < 64
+    np.testing.assert_array_equal(moved["t"], ev["t"])
+    with pytest.raises(ValueError, match="size"):
+        to_frames(ev, 4, (128, 128), size=256)
+
+
+def test_events_outside_the_sensor_raise_naming_the_source():
+    ev = make_events(t=[0, 1], x=[3, 34], y=[0, 0], p=[0, 1])
+    with pytest.raises(ValueError, match=r"sample\.bin.*outside the 34x34 sensor"):
+        to_frames(ev, 2, (34, 34), source="sample.bin")
+    with pytest.raises(ValueError, match="outside"):
+        check_events(make_events([0], [0], [40], [0]), (34, 34))
+
+
+def test_make_events_validates_columns():
+    with pytest.raises(TypeError, match="t must be an integer array"):
+        make_events(t=[0.5], x=[0], y=[0], p=[0])
+    with pytest.raises(ValueError, match="equal lengths"):
+        make_events(t=[0, 1], x=[0], y=[0], p=[0])
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 65535\]"):
+        make_events(t=[0], x=[-1], y=[0], p=[0])
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
+        make_events(t=[0], x=[0], y=[0], p=[2])
+    ev = make_events(t=[5], x=[1], y=[2], p=np.array([True]))
+    assert ev.dtype == EVENT_DTYPE and ev["p"][0] == 1
+    with pytest.raises(ValueError, match="outside"):
+        make_events(t=[0], x=[9], y=[0], p=[0], sensor_size=(4, 4))
+
+
+def test_bad_arguments():
+    ev = make_events([0], [0], [0], [0])
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        to_frames(ev, 0, (2, 2))
+    with pytest.raises(ValueError, match="split_by"):
+        to_frames(ev, 2, (2, 2), "count")
+    with pytest.raises(ValueError, match="sensor_size"):
+        to_frames(ev, 2, (2,))
+    with pytest.raises(TypeError, match="EVENT_DTYPE"):
+        to_frames(np.zeros(3), 2, (2, 2))
+    with pytest.raises(TypeError, match="dtype"):
+        to_frames(ev, 2, (2, 2), dtype=np.float16)
+
+
+def test_a_dtype_that_would_overflow_is_refused():
+    n = 300
+    ev = make_events(np.arange(n), np.zeros(n, int), np.zeros(n, int), np.ones(n, int))
+    with pytest.raises(ValueError, match="uint8"):
+        to_frames(ev, 1, (1, 1), dtype=np.uint8)
+    assert to_frames(ev, 1, (1, 1), dtype=np.uint16)[0, 1, 0, 0] == n
+
+
+@pytest.mark.skipif(not BIGGEST.is_file(), reason=f"real DVS128 recording not found at {BIGGEST}")
+def test_real_recording_frames_by_number_and_time():
+    from tinyspike.data.aedat import read_aedat2
+
+    ev = read_aedat2(BIGGEST)
+    n = len(ev)
+    f = to_frames(ev, 10, (128, 128))
+    per_frame = f.reshape(10, -1).sum(1)
+    assert per_frame[:9].tolist() == [n // 10] * 9 and per_frame[9] == n - 9 * (n // 10)
+    assert f[:, 1].sum() == ev["p"].sum()
+    g = to_frames(ev, 10, (128, 128), "time")
+    assert g.sum() == n

@@ -1,0 +1,193 @@
+"""The ``tinyspike`` command: one-line errors, a tiny train, eval's energy against a hand
+computation, info's self-test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyspike import cli
+from tinyspike.train import train
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TINY_ARGS = ["--dataset", "digits", "--data-opt", "size=8", "--model", "ms_resnet8", "--model-opt", "widths=[4,8,8]",
+             "--T", "2", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, fragment, command="train"):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"tinyspike {command}: error: "), lines[0]
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--dataset", "mnist"], "unknown dataset 'mnist'; choose one of: digits, digits-dvs, cifar10, cifar10-dvs, nmnist"),
+    (["--model", "resnet50"], "unknown model 'resnet50'"),
+    (["--model", "ms_resnet21"], "CIFAR depth must be 6n + 2"),
+    (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+    (["--recipe", "fast"], "unknown recipe 'fast'"),
+    (["--backend", "jax"], "unknown backend 'jax'"),
+    (["--model", "ms_resnet20_dvs"], "takes 2-channel input but dataset 'digits' gives 3-channel images"),
+    (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "does not exist"),
+    (["--dataset", "nmnist"], "needs --data-dir"),
+    (["--dataset", "nmnist", "--data-dir", "/nonexistent/nmnist"], "does not exist"),
+    (["--model-opt", "widths"], "--model-opt takes KEY=VALUE"),
+    (["--model-opt", "depth=3"], "unknown option(s) ['depth']"),
+])
+def test_user_errors_are_one_line(capsys, tmp_path, argv, fragment):
+    code, out, err = run_cli(capsys, "train", *argv, "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress")
+    assert_one_line_error(code, err, fragment)
+
+
+def test_unwritable_output_folder(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--out", str(blocker / "run"))
+    assert_one_line_error(code, err, "cannot write to output folder")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_output_folder(capsys, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--out", str(locked / "run"))
+    finally:
+        locked.chmod(0o700)
+    assert_one_line_error(code, err, "cannot write to output folder")
+
+
+def test_missing_cifar_test_batch_data_folder_is_named(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run_cli(capsys, "train", "--dataset", "cifar10", "--data-dir", str(empty), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "looked for data_batch_1.bin")
+
+
+def test_nan_loss_is_one_line(capsys, monkeypatch, tmp_path):
+    import tinyspike.train as train_module
+
+    def diverge(*args, **kwargs):
+        raise train_module.NonFiniteLossError("loss became nan at epoch 2, batch 1/3; stopped; the last good checkpoint x (epoch 1) is kept")
+
+    monkeypatch.setattr(train_module, "train", diverge)
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "loss became nan at epoch 2")
+
+
+def test_resume_refuses_changed_settings(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--resume", str(tmp_path), "--lr", "0.5")
+    assert_one_line_error(code, err, "--lr cannot be changed")
+    code, out, err = run_cli(capsys, "train", "--resume", str(tmp_path / "nothing"))
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_tiny_train_and_resume_through_the_cli(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--out", str(tmp_path / "run"), "--seed", "1")
+    assert code == 0, err
+    assert "epoch 1/1 | train loss" in out
+    assert "final test accuracy:" in out and str(tmp_path / "run") in out
+    code, out, err = run_cli(capsys, "train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert "resumed after epoch 1 of 2" in out and "epoch 2/2 | train loss" in out
+
+
+# ------------------------------------------------------------------------------ eval
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    train(dict(dataset="digits", dataset_options={"size": 8}, model="ms_resnet8", model_options={"widths": [4, 8, 8]},
+               T=2, epochs=1, batch_size=64, lr=0.05, seed=0), out=out)
+    return out / "last.npz"
+
+
+def test_eval_energy_equals_hand_computation(capsys, tiny_checkpoint):
+    code, out, err = run_cli(capsys, "eval", str(tiny_checkpoint), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    T = 2
+    rates = result["firing_rates"]  # measured on the LIF outputs, apart from the conv hooks
+    # residual-path convs of MS-ResNet-8, widths 4/8/8, on 8x8 input: (MACs, the LIF feeding it)
+    convs = [
+        (4 * 4 * 9 * 8 * 8, "stages.0.0.lif1"), (4 * 4 * 9 * 8 * 8, "stages.0.0.lif2"),  # stage 1, 8x8
+        (8 * 4 * 9 * 4 * 4, "stages.1.0.lif1"), (8 * 8 * 9 * 4 * 4, "stages.1.0.lif2"),  # stage 2, 4x4
+        (8 * 8 * 9 * 2 * 2, "stages.2.0.lif1"), (8 * 8 * 9 * 2 * 2, "stages.2.0.lif2"),  # stage 3, 2x2
+    ]
+    flops = sum(m for m, _ in convs)
+    syops = sum(m * T * rates[lif] for m, lif in convs)
+    energy = result["energy"]
+    assert energy["flops"] == flops == 27_648
+    assert energy["syops"] == pytest.approx(syops, rel=1e-9)
+    assert energy["energy_snn_J"] == pytest.approx(syops * 0.9e-12, rel=1e-9)
+    assert energy["energy_ann_J"] == pytest.approx(flops * 4.6e-12, rel=1e-12)
+    assert energy["ratio_ann_over_snn"] == pytest.approx(flops * 4.6 / (syops * 0.9), rel=1e-9)
+    roles = [(l["name"], l["role"]) for l in energy["layers"] if l["role"] in ("stem", "shortcut")]
+    assert roles == [("stem.convs.0", "stem"), ("stages.1.0.shortcut.0", "shortcut"), ("stages.2.0.shortcut.0", "shortcut")]
+    assert result["images"] == 360 and 0 <= result["accuracy"] <= 1
+    assert 0 < result["mean_firing_rate"] < 1
+
+
+def test_eval_prints_tables(capsys, tiny_checkpoint):
+    code, out, err = run_cli(capsys, "eval", str(tiny_checkpoint.parent))
+    assert code == 0, err
+    assert "test accuracy:" in out and "firing rates" in out and "stages.0.0.lif1" in out
+    assert "E(ANN) = FLOPs x 4.6 pJ" in out and "E(ANN) / E(SNN)" in out and "(not counted)" in out
+
+
+def test_eval_errors_are_one_line(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "eval", str(tmp_path / "missing.npz"))
+    assert_one_line_error(code, err, "does not exist", command="eval")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    code, out, err = run_cli(capsys, "eval", str(bad))
+    assert_one_line_error(code, err, "not a readable .npz", command="eval")
+
+
+def test_info_runs_the_self_test(capsys):
+    code, out, err = run_cli(capsys, "info")
+    assert code == 0, out + err
+    assert "numpy" in out and "numba" in out and "BLAS" in out and "backend: numpy" in out
+    assert "self-test: ok" in out and "[FAIL]" not in out
+
+
+def test_no_command_prints_help(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2 and "train" in out and "eval" in out and "info" in out
+
+
+@pytest.mark.slow
+def test_default_train_reaches_95_percent(capsys, tmp_path, monkeypatch):
+    """The README's promise: `tinyspike train` with no arguments, >= 95% on the digits."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "train", "--no-progress")
+    assert code == 0, err
+    line = next(l for l in out.splitlines() if l.startswith("final test accuracy:"))
+    accuracy = float(line.split(":")[1].split("%")[0])
+    assert accuracy >= 95.0, line
+
+
+@pytest.mark.skipif(not (SHARED / "nmnist").is_dir(), reason="shared/data/nmnist not present")
+def test_nmnist_data_loads_through_the_registry(tmp_path, monkeypatch):
+    from tinyspike.data.registry import build_splits
+
+    monkeypatch.setenv("TINYSPIKE_CACHE", str(tmp_path / "cache"))
+    train_set, test_set, note = build_splits("nmnist", SHARED / "nmnist", 4)
+    assert len(train_set) == 1000 and len(test_set) == 100 and note == ""
+    assert train_set.sample_shape[:2] == (4, 2) and train_set.time_steps == 4
+    assert np.bincount(train_set.labels, minlength=10).min() > 50

@@ -1,0 +1,60 @@
+"""Inverted dropout: zero each element with probability p in training, and scale the survivors
+by 1/(1 − p) so that E[y] = x and evaluation needs no rescaling (it is the identity)."""
+
+from __future__ import annotations
+
+from tinyspike import backend
+from tinyspike.autograd import Function, Tensor
+from tinyspike.functional import _checks
+
+_FN = "dropout"
+
+
+class DropoutFunction(Function):
+    """y = x · m / (1 − p) with a fixed mask m ∈ {0, 1} (drawn before the call).
+
+    Backward: y is linear in x for a given mask, dL/dx = g · m / (1 − p).
+    Saves the mask as bool (one byte per element).
+    """
+
+    @staticmethod
+    def forward(ctx, x, mask, scale):
+        y = x * mask
+        y *= x.dtype.type(scale)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (mask,) = ctx.saved_tensors
+        grad = grad_y * mask
+        grad *= grad_y.dtype.type(ctx.scale)
+        return grad, None, None
+
+
+def dropout(x, p, training, rng=None):
+    """Inverted dropout of ``x`` with drop probability ``p`` in [0, 1).
+
+    ``training=False`` (or p = 0) returns x unchanged. The mask comes from ``rng`` (a NumPy or
+    CuPy ``Generator`` of the active backend) or, when None, from ``backend.rng()``, so a seeded
+    run repeats exactly.
+    """
+    data = _checks.tensor_arg(_FN, "x", x)
+    p = _checks.real(_FN, "p", p, 0.0, 1.0, high_open=True)
+    training = _checks.boolean(_FN, "training", training)
+    if rng is not None and not callable(getattr(rng, "random", None)):
+        raise TypeError(f"{_FN}: rng must be a random Generator (numpy or cupy) or None, got {type(rng).__name__}")
+    if not training or p == 0.0:
+        return x if isinstance(x, Tensor) else Tensor._wrap(data)
+    generator = backend.rng() if rng is None else rng
+    # Uniforms drawn in x's dtype: half the memory of float64 for float32 activations.
+    uniform = generator.random(data.shape, dtype=data.dtype)
+    if backend.array_module_of(uniform) is not backend.array_module_of(data):
+        raise TypeError(
+            f"{_FN}: rng draws {backend.array_module_of(uniform).__name__} arrays but x is a "
+            f"{backend.array_module_of(data).__name__} array; use backend.new_generator()"
+        )
+    keep = uniform >= p  # P(keep) = 1 − p
+    return DropoutFunction.apply(x, keep, 1.0 / (1.0 - p))

@@ -1,0 +1,137 @@
+"""Losses: cross-entropy on logits (with label smoothing) and mean squared error.
+
+Reductions: ``"mean"`` (the default) and ``"sum"`` return a 0-d Tensor, ``"none"`` the
+per-sample (cross-entropy) or per-element (MSE) losses.
+"""
+
+from __future__ import annotations
+
+from tinyspike import backend
+from tinyspike.autograd import Function
+from tinyspike.functional import _checks
+
+
+class CrossEntropyFunction(Function):
+    """Cross-entropy of softmax(z) against a (smoothed) one-hot target, fused with log-softmax.
+
+    For a sample with logits z ∈ R^K, class y and smoothing ε, the target distribution is
+    q_k = (1 − ε)·1[k = y] + ε/K, and with log p = log_softmax(z) (max-shifted, stable):
+
+        ℓ = −Σ_k q_k log p_k = (1 − ε)·(−log p_y) + ε·(−(1/K) Σ_k log p_k)
+
+    (PyTorch's ``label_smoothing``). Backward: ∂(−log p_k)/∂z_j = p_j − δ_kj, and Σ_k q_k = 1, so
+
+        ∂ℓ/∂z_j = Σ_k q_k (p_j − δ_kj) = p_j − q_j.
+
+    The batch loss is Σ_i ℓ_i ("sum") or (1/N) Σ_i ℓ_i ("mean"), so dL/dz_i = g·(p_i − q_i)
+    (divided by N for "mean"); for "none", g is a vector and row i is scaled by g_i.
+    Saves p = softmax(z) [N, K] and the targets (both small).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, label_smoothing, reduction):
+        xp = backend.array_module_of(logits)
+        n, k = logits.shape
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        rows = xp.arange(n)
+        losses = -log_p[rows, target]
+        if label_smoothing > 0:
+            eps = logits.dtype.type(label_smoothing)
+            losses = (1 - eps) * losses - (eps / k) * log_p.sum(axis=1)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(xp.exp(log_p), target)
+        ctx.label_smoothing, ctx.reduction = label_smoothing, reduction
+        if reduction == "none":
+            return losses
+        total = losses.sum()
+        if reduction == "mean":
+            total = total / logits.dtype.type(n)
+        return xp.asarray(total, dtype=logits.dtype)  # 0-d array (NumPy's sum gives a scalar)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        p, target = ctx.saved_tensors
+        xp = backend.array_module_of(p)
+        n, k = p.shape
+        eps = p.dtype.type(ctx.label_smoothing)
+        grad = p - eps / k  # p − q, off the target class
+        grad[xp.arange(n), target] -= 1 - eps  # and on it
+        if ctx.reduction == "none":
+            grad *= grad_loss[:, None]
+        else:
+            scale = grad_loss / n if ctx.reduction == "mean" else grad_loss
+            grad *= scale.astype(p.dtype)
+        return grad, None, None, None
+
+
+class MSELossFunction(Function):
+    """ℓ = (x − t)² element-wise, reduced by mean or sum (or not).
+
+    Backward: ∂ℓ/∂x = 2(x − t), ∂ℓ/∂t = −2(x − t); times g (and 1/n for "mean", n = x.size).
+    Saves the difference x − t.
+    """
+
+    @staticmethod
+    def forward(ctx, x, target, reduction):
+        diff = x - target
+        losses = diff * diff
+        ctx.save_for_backward(diff)
+        ctx.reduction = reduction
+        if reduction == "none":
+            return losses
+        total = losses.sum()
+        if reduction == "mean":
+            total = total / x.dtype.type(x.size)
+        return backend.array_module_of(x).asarray(total, dtype=x.dtype)  # 0-d array, not a scalar
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (diff,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            grad = 2 * diff * grad_loss
+        else:
+            scale = 2 * grad_loss / diff.size if ctx.reduction == "mean" else 2 * grad_loss
+            grad = diff * scale.astype(diff.dtype)
+        needs_x, needs_t = ctx.needs_input_grad[:2]
+        return (grad if needs_x else None), (-grad if needs_t else None), None
+
+
+def cross_entropy(logits, target, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy of ``logits`` [N, K] against integer class indices ``target`` [N] in [0, K).
+
+    ``label_smoothing`` ε in [0, 1) mixes the one-hot target with the uniform distribution:
+    q = (1 − ε)·onehot + ε/K. ``reduction``: "mean" | "sum" | "none".
+    """
+    fn = "cross_entropy"
+    z = _checks.tensor_arg(fn, "logits", logits, ndims=(2,))
+    t = _checks.array_of(target)
+    if not _checks.is_array_like(t):
+        raise TypeError(f"{fn}: target must be a Tensor or array of class indices, got {type(target).__name__}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: target must have an integer dtype (class indices), got {t.dtype}")
+    n, k = z.shape
+    if t.shape != (n,):
+        raise ValueError(f"{fn}: target must have shape ({n},) to match logits {tuple(z.shape)}, got {tuple(t.shape)}")
+    if n == 0 or k == 0:
+        raise ValueError(f"{fn}: logits must have at least one sample and one class, got shape {tuple(z.shape)}")
+    _checks.same_backend(fn, "target", t, "logits", z)
+    low, high = int(t.min()), int(t.max())
+    if low < 0 or high >= k:
+        raise ValueError(f"{fn}: target values must be in [0, {k}) for {k} classes, got values in [{low}, {high}]")
+    label_smoothing = _checks.real(fn, "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+    reduction = _checks.reduction_arg(fn, reduction)
+    return CrossEntropyFunction.apply(logits, t, label_smoothing, reduction)
+
+
+def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name
+    """Mean squared error between ``input`` and ``target`` of the same shape and dtype."""
+    fn = "mse_loss"
+    x = _checks.tensor_arg(fn, "input", input)
+    t = _checks.tensor_arg(fn, "target", target)
+    if x.shape != t.shape:
+        raise ValueError(f"{fn}: target must have input's shape {tuple(x.shape)}, got {tuple(t.shape)}")
+    _checks.same_dtype(fn, "target", t, "input", x)
+    _checks.same_backend(fn, "target", t, "input", x)
+    reduction = _checks.reduction_arg(fn, reduction)
+    return MSELossFunction.apply(input, target, reduction)

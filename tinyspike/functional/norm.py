@@ -1,0 +1,191 @@
+"""Batch normalisation, and threshold-dependent batch norm (tdBN) for time-first tensors.
+
+Which axis is the channel, and what is averaged (REFERENCE.md §2):
+
+    [N, C], [N, C, L], [N, C, H, W]    channel axis 1, statistics over every other axis
+    [T, B, C, H, W] (time-first)       channel axis 2, statistics over (T, B, H, W) jointly
+
+The 5-D case is tdBN: one set of statistics per channel over all time steps, exactly ordinary BN
+on the time-folded tensor [T·B, C, H, W] (not one BN per time step). The tdBN factor α·V_th lives
+in the initial γ (set by the layer, not here).
+
+Notation: for one channel, x₁…x_n are the n values reduced over (n = T·B·H·W for 5-D),
+
+    μ = (1/n) Σ xᵢ        σ² = (1/n) Σ (xᵢ − μ)²   (biased)        r = 1/√(σ² + ε)
+    x̂ᵢ = (xᵢ − μ)·r       yᵢ = γ·x̂ᵢ + β
+
+computed as y = x·(γr) + (β − μγr), one multiply-add per element.
+
+Training mode normalises with the batch's μ and σ² and updates the running statistics in place:
+
+    running_mean ← (1 − m)·running_mean + m·μ
+    running_var  ← (1 − m)·running_var  + m·σ²·n/(n − 1)     (unbiased, as PyTorch)
+
+Evaluation mode normalises with the running statistics and leaves them alone.
+
+Backward, training mode. With g = dL/dy, μ and r depend on every xᵢ:
+∂μ/∂xᵢ = 1/n and ∂r/∂xᵢ = −r³(xᵢ − μ)/n (from σ²'s derivative 2(xᵢ − μ)/n). Then
+
+    dL/dβ = Σ gᵢ          dL/dγ = Σ gᵢ·x̂ᵢ
+    dL/dx̂ᵢ = γ gᵢ
+    dL/dxⱼ = γ r · ( gⱼ − (1/n) Σ gᵢ − x̂ⱼ · (1/n) Σ gᵢ x̂ᵢ )
+
+(the two subtracted terms are the paths through μ and through r). Written per channel as
+dx = a·g + b·(x − μ) + c with a = γr, b = −γr³·Σg(x−μ)/n, c = −γr·Σg/n, this needs two
+reductions (Σg, Σg(x − μ)) and one element-wise pass: the ``bn_backward_*`` kernels.
+
+Backward, evaluation mode: μ and r are constants, so dL/dx = γ r g, dL/dγ = Σ g x̂, dL/dβ = Σ g.
+
+Saved for backward (the memory of a training step): the input x itself, and only when the
+gradient of x or γ is wanted (the gradient of β needs only g), plus μ, r and γ ([C] each).
+Not x̂: it has x's size, and x is kept alive anyway at no cost when it is a view of the caller's
+array, while x̂ would be a second full-size array written in forward. Not y: recovering x̂ from
+(y − β)/γ fails for γ = 0, which is exactly the zero-init of every block's second BN.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tinyspike import backend, kernels
+from tinyspike.autograd import Function
+from tinyspike.functional import _checks
+
+_FN = "batch_norm"
+
+
+def _channel_axis(ndim: int) -> int:
+    return 2 if ndim == 5 else 1
+
+
+def _as_rows(array, axis: int):
+    """View ``array`` as [M, C, S] (M = product of the axes before the channel, S after it)."""
+    xp = backend.array_module_of(array)
+    shape = array.shape
+    rows = math.prod(shape[:axis])
+    length = math.prod(shape[axis + 1 :])
+    return xp.ascontiguousarray(array).reshape(rows, shape[axis], length)
+
+
+class BatchNormFunction(Function):
+    """y = γ·(x − μ)/√(σ² + ε) + β per channel; see the module docstring for the derivation."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        xp = backend.array_module_of(x)
+        axis = _channel_axis(x.ndim)
+        x3 = _as_rows(x, axis)
+        channels = x3.shape[1]
+        n = x3.shape[0] * x3.shape[2]
+
+        if training:
+            mean, var = kernels.get("norm", "bn_stats")(x3)
+            if running_mean is not None:
+                unbiased = var * (n / (n - 1))
+                # In place: the layer's buffers are these very arrays.
+                running_mean[...] = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
+                running_var[...] = ((1 - momentum) * running_var + momentum * unbiased).astype(running_var.dtype)
+        else:
+            # Copies, so that a later change of the buffers cannot change this call's backward.
+            mean = running_mean.astype(xp.float64)
+            var = running_var.astype(xp.float64)
+
+        invstd = 1.0 / xp.sqrt(var + eps)
+        gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
+        beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
+        scale = gamma * invstd
+        y3 = kernels.get("norm", "bn_apply")(x3, scale, beta - mean * scale)
+
+        needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        keep_x = needs_w or (training and needs_x)
+        ctx.save_for_backward(x3 if keep_x else None, mean, invstd, gamma)
+        ctx.training = training
+        ctx.shape, ctx.axis, ctx.n = x.shape, axis, n
+        return y3.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x3, mean, invstd, gamma = ctx.saved_tensors
+        needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        xp = backend.array_module_of(grad_y)
+        dtype = grad_y.dtype
+        g3 = _as_rows(grad_y, ctx.axis)
+
+        sum_g = sum_g_xc = None
+        if x3 is not None:
+            sum_g, sum_g_xc = kernels.get("norm", "bn_backward_reduce")(g3, x3, mean)
+        elif needs_b:  # x was not kept: only β's gradient (and, in eval mode, x's) is wanted
+            sum_g = g3.sum(axis=(0, 2), dtype=xp.float64)
+
+        grad_x = grad_w = grad_b = None
+        if needs_x:
+            a = gamma * invstd
+            if ctx.training:
+                n = ctx.n
+                b = -a * invstd * invstd * sum_g_xc / n
+                c = -a * sum_g / n
+                grad_x = kernels.get("norm", "bn_backward_apply")(g3, x3, mean, a, b, c)
+            else:
+                grad_x = kernels.get("norm", "bn_apply")(g3, a, xp.zeros_like(a))
+            grad_x = grad_x.reshape(ctx.shape)
+        if needs_w:
+            grad_w = (sum_g_xc * invstd).astype(dtype)  # Σ g·x̂
+        if needs_b:
+            grad_b = sum_g.astype(dtype)
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """Batch norm over the channel axis (1; 2 for 5-D time-first input, i.e. tdBN).
+
+    Args:
+        x: Tensor [N, C], [N, C, L], [N, C, H, W] or [T, B, C, H, W].
+        weight, bias: γ and β, Tensors [C] of x's dtype, or None (γ = 1, β = 0; affine=False).
+        running_mean, running_var: buffers, arrays [C] (or None to use batch statistics only,
+            training mode). Updated **in place** in training mode; used in evaluation mode.
+        training: bool. True: batch statistics + running update; False: running statistics.
+        momentum: weight of the new batch in the running average, in [0, 1] (PyTorch's 0.1).
+        eps: added to the variance, > 0.
+
+    Returns a Tensor of x's shape and dtype. See the module docstring for the maths.
+    """
+    data = _checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
+    training = _checks.boolean(_FN, "training", training)
+    momentum = _checks.real(_FN, "momentum", momentum, 0.0, 1.0)
+    eps = _checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
+    axis = _channel_axis(data.ndim)
+    channels = data.shape[axis]
+
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            param = _checks.tensor_arg(_FN, name, value, ndims=(1,))
+            if param.shape != (channels,):
+                raise ValueError(
+                    f"{_FN}: {name} must have shape ({channels},) (channel axis {axis} of x with shape "
+                    f"{tuple(data.shape)}), got {tuple(param.shape)}"
+                )
+            _checks.same_dtype(_FN, name, param, "x", data)
+            _checks.same_backend(_FN, name, param, "x", data)
+
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{_FN}: running_mean and running_var must both be arrays or both be None")
+    if running_mean is None:
+        if not training:
+            raise ValueError(f"{_FN}: evaluation mode (training=False) needs running_mean and running_var")
+    else:
+        running_mean = _checks.array_of(running_mean)
+        running_var = _checks.array_of(running_var)
+        for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
+            _checks.tensor_arg(_FN, name, buf, ndims=(1,))
+            if buf.shape != (channels,):
+                raise ValueError(f"{_FN}: {name} must have shape ({channels},), got {tuple(buf.shape)}")
+            _checks.same_backend(_FN, name, buf, "x", data)
+
+    if training:
+        n = data.size // channels if channels else 0
+        if n < 2:
+            raise ValueError(
+                f"{_FN}: training mode needs more than one value per channel to estimate a variance, "
+                f"got x with shape {tuple(data.shape)} ({n} per channel)"
+            )
+    return BatchNormFunction.apply(x, weight, bias, running_mean, running_var, training, momentum, eps)

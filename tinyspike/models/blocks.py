@@ -1,0 +1,178 @@
+"""The residual blocks of REFERENCE.md §4: MS (= SR-A), SR-B, SR-C, vanilla spiking, W/O LIF, and
+the PlainNet layer pair. Every block maps [T, B, C_in, H, W] to [T, B, C_out, H/s, W/s].
+
+| block        | computes                                             | stream between blocks |
+|--------------|------------------------------------------------------|-----------------------|
+| MSBlock      | x + BN₂(Conv₂(LIF(BN₁(Conv₁(LIF x)))))               | real                  |
+| SRBBlock     | x + Conv₂(LIF(BN₂(Conv₁(LIF(BN₁ x)))))               | real                  |
+| SRCBlock     | x + LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))))               | real                  |
+| VanillaBlock | LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x))     | spikes                |
+| WOLIFBlock   | BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)          | real                  |
+| PlainPair    | LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))))  (no shortcut)    | spikes                |
+
+("x +" stands for the shortcut: x itself, or its projection when the shape changes.)
+
+Shortcut projection, when the stride is not 1 or the width changes (it acts on the stream as it
+is: real values for MS, spikes for vanilla): ``"conv"`` = Conv1×1(stride) → BN, or ``"avgpool"``
+(MS-ResNet-104) = AvgPool(stride) → Conv1×1 → BN. Its BN starts at γ₀ = α·V_th like the others.
+
+Zero-init (paper §V-B): the branch's second BN starts at γ = 0 so that the block starts as its
+shortcut. ``zero_init="auto"`` applies it where the second BN feeds the addition linearly
+(MS, vanilla, W/O LIF). In SR-B and SR-C the second BN feeds a LIF: with γ = β = 0 that LIF sees
+u = 0 exactly, never fires, and its surrogate 1[0 < u < 1] is 0 there, so no gradient would ever
+reach the branch: "auto" leaves them alone (``zero_init=True`` forces it, for the experiment).
+"""
+
+from __future__ import annotations
+
+from tinyspike import nn
+from tinyspike.nn import init
+
+REAL, SPIKES = "real", "spikes"
+
+
+def conv3x3(in_channels, out_channels, stride, rng):
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, generator=rng)
+
+
+class BlockConfig:
+    """What every block of a network shares: LIF constants, tdBN α, shortcut kind, init switches."""
+
+    def __init__(self, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", bn_alpha=1.0,
+                 shortcut="conv", zero_init="auto", generator=None):
+        if shortcut not in ("conv", "avgpool"):
+            raise ValueError(f"shortcut must be 'conv' or 'avgpool', got {shortcut!r}")
+        if zero_init not in ("auto", True, False):
+            raise ValueError(f"zero_init_residual must be 'auto', True or False, got {zero_init!r}")
+        self.v_th, self.decay, self.detach_reset, self.surrogate = v_th, decay, detach_reset, surrogate
+        self.bn_alpha, self.shortcut, self.zero_init = bn_alpha, shortcut, zero_init
+        self.generator = init.resolve_generator(generator)
+
+    def lif(self):
+        return nn.LIF(self.v_th, self.decay, self.detach_reset, self.surrogate)
+
+    def bn(self, channels):
+        return nn.TDBatchNorm(channels, alpha=self.bn_alpha, v_th=self.v_th)
+
+
+def projection(in_channels, out_channels, stride, config: BlockConfig):
+    """The shortcut: identity when the shape is kept, else Conv1×1(stride)→BN or AvgPool→Conv1×1→BN."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    if config.shortcut == "avgpool" and stride > 1:
+        return nn.Sequential(
+            nn.AvgPool2d(stride, stride),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False, generator=config.generator),
+            config.bn(out_channels),
+        )
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, generator=config.generator),
+        config.bn(out_channels),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """Shared construction: conv1 (3×3, stride), conv2 (3×3), bn1, bn2, lif1, lif2, shortcut.
+
+    Subclasses set ``stream`` (what flows between blocks), ``zero_init_auto`` (whether "auto"
+    zeroes bn2's γ), ``bn1_on_input`` (SR-B normalises the input, so bn1 has C_in channels) and
+    ``has_shortcut``, and write ``forward``.
+    """
+
+    stream = REAL
+    zero_init_auto = True
+    bn1_on_input = False
+    has_shortcut = True
+
+    def __init__(self, in_channels, out_channels, stride=1, config: BlockConfig | None = None):
+        super().__init__()
+        config = config or BlockConfig()
+        rng = config.generator
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.conv1 = conv3x3(in_channels, out_channels, stride, rng)
+        self.bn1 = config.bn(in_channels if self.bn1_on_input else out_channels)
+        self.lif1 = config.lif()
+        self.conv2 = conv3x3(out_channels, out_channels, 1, rng)
+        self.bn2 = config.bn(out_channels)
+        self.lif2 = config.lif()
+        if self.has_shortcut:
+            self.shortcut = projection(in_channels, out_channels, stride, config)
+        zero = self.zero_init_auto if config.zero_init == "auto" else config.zero_init
+        if zero and self.has_shortcut:  # without a shortcut a zero γ would silence the network
+            self.bn2.reset_gamma(0.0)
+
+    def extra_repr(self):
+        return f"{self.in_channels} -> {self.out_channels}, stride={self.stride}"
+
+
+class MSBlock(ResidualBlock):
+    """Membrane-shortcut block (SR-A), the paper's choice: y = x + BN₂(Conv₂(LIF(BN₁(Conv₁(LIF x)))))."""
+
+    def forward(self, x):
+        out = self.bn1(self.conv1(self.lif1(x)))
+        out = self.bn2(self.conv2(self.lif2(out)))
+        return out + self.shortcut(x)
+
+
+class SRBBlock(ResidualBlock):
+    """Full pre-activation: y = x + Conv₂(LIF(BN₂(Conv₁(LIF(BN₁ x)))))."""
+
+    zero_init_auto = False
+    bn1_on_input = True
+
+    def forward(self, x):
+        out = self.conv1(self.lif1(self.bn1(x)))
+        out = self.conv2(self.lif2(self.bn2(out)))
+        return out + self.shortcut(x)
+
+
+class SRCBlock(ResidualBlock):
+    """Activation before the add: y = x + LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))))."""
+
+    zero_init_auto = False
+
+    def forward(self, x):
+        out = self.lif1(self.bn1(self.conv1(x)))
+        out = self.lif2(self.bn2(self.conv2(out)))
+        return out + self.shortcut(x)
+
+
+class VanillaBlock(ResidualBlock):
+    """Spiking ResNet: y = LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)); x and y are spikes."""
+
+    stream = SPIKES
+
+    def forward(self, x):
+        out = self.lif1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.lif2(out + self.shortcut(x))
+
+
+class WOLIFBlock(ResidualBlock):
+    """Vanilla without the LIF after the add: y = BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)."""
+
+    def forward(self, x):
+        out = self.lif1(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out)) + self.shortcut(x)
+
+
+class PlainPair(ResidualBlock):
+    """Two PlainNet layers, LIF(BN(Conv(·))) twice, no shortcut (counts as one "block" in depth 6n+2)."""
+
+    stream = SPIKES
+    zero_init_auto = False
+    has_shortcut = False
+
+    def forward(self, x):
+        out = self.lif1(self.bn1(self.conv1(x)))
+        return self.lif2(self.bn2(self.conv2(out)))
+
+
+BLOCKS = {
+    "ms": MSBlock,
+    "srb": SRBBlock,
+    "src": SRCBlock,
+    "vanilla": VanillaBlock,
+    "wolif": WOLIFBlock,
+    "plain": PlainPair,
+}

@@ -1,0 +1,49 @@
+"""Gradient clipping by global norm: rescale all gradients together when their joint norm is large.
+
+    total = (Σ_p ‖g_p‖^q)^(1/q)        (q = norm_type; q = inf: max |g|)
+    g_p ← g_p · max_norm / (total + 1e-6)     only when that factor is < 1
+
+The direction of the full gradient is kept; only its length is capped (PyTorch's
+``clip_grad_norm_``, including the 1e-6).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from tinyspike import backend
+from tinyspike.autograd import Tensor
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
+    """Clip the gradients of ``parameters`` in place to a joint ``norm_type`` norm ≤ ``max_norm``.
+
+    Returns the total norm *before* clipping (a float; log it to watch for exploding gradients).
+    Parameters without a gradient are skipped. With ``error_if_nonfinite``, a NaN/inf norm raises.
+    """
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or max_norm < 0:
+        raise ValueError(f"clip_grad_norm_: max_norm must be a number >= 0, got {max_norm!r}")
+    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real) or norm_type <= 0:
+        raise ValueError(f"clip_grad_norm_: norm_type must be a number > 0 (or inf), got {norm_type!r}")
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    if math.isinf(norm_type):
+        total = max(float(abs(g).max()) for g in grads)
+    else:
+        xp = backend.array_module_of(grads[0])
+        if norm_type == 2:
+            parts = [float(xp.linalg.norm(g.reshape(-1))) ** 2 for g in grads]  # BLAS nrm2: no overflow
+        else:
+            parts = [float((abs(g.astype(xp.float64)) ** norm_type).sum()) for g in grads]
+        total = math.fsum(parts) ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise FloatingPointError(f"clip_grad_norm_: the total gradient norm is {total}")
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for g in grads:
+            g *= g.dtype.type(scale)
+    return total

@@ -1,0 +1,225 @@
+"""The run folder: config, metrics, checkpoints and plots of one training run.
+
+    runs/<timestamp>-<dataset>-<model>/
+        config.json      the resolved TrainConfig
+        metrics.jsonl    one JSON object per finished epoch
+        last.npz         the state after the latest finished epoch (what --resume continues)
+        best.npz         the state after the epoch with the best test accuracy so far
+        curves.png       loss and accuracy per epoch (written at the end)
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so an
+interrupted run never leaves half a checkpoint: ``last.npz`` is always a complete, earlier state.
+
+A checkpoint is an ``.npz`` written by ``tinyspike.nn.save_checkpoint``: the model's arrays under
+``model/``, the optimizer's under ``optimizer/``, the schedule's under ``schedule/``, and one JSON
+string ``trainer`` with the epoch, the best accuracy, the random generators' states and the
+config. ``allow_pickle=False`` throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_FORMAT = "tinyspike-trainer-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class RunDirError(ValueError):
+    """The output folder cannot be used (exists with a run in it, not writable, ...)."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def default_run_name(dataset: str, model: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{model}"
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` (and parents) and prove a file can be written there, or raise RunDirError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise RunDirError(f"cannot write to output folder {str(folder)!r}: {reason}") from None
+
+
+class RunDir:
+    """Paths and IO of one run folder."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    # ---- paths -----------------------------------------------------------------------------
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    last_path = property(lambda self: self.path / "last.npz")
+    best_path = property(lambda self: self.path / "best.npz")
+    plot_path = property(lambda self: self.path / "curves.png")
+
+    @classmethod
+    def create(cls, path, config_dict: dict) -> "RunDir":
+        """A new run folder at ``path`` (created; must not already hold a run)."""
+        run = cls(path)
+        if run.config_path.exists() or run.last_path.exists():
+            raise RunDirError(
+                f"output folder {str(run.path)!r} already holds a run; continue it with "
+                f"--resume {run.path} or choose another --out"
+            )
+        check_writable(run.path)
+        run.write_config(config_dict)
+        if run.metrics_path.exists():
+            run.metrics_path.unlink()
+        return run
+
+    @classmethod
+    def open(cls, path) -> "RunDir":
+        """An existing run folder (for --resume)."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"run folder {str(run.path)!r} does not exist")
+        if not run.last_path.is_file():
+            raise RunDirError(f"run folder {str(run.path)!r} has no last.npz checkpoint to resume from")
+        check_writable(run.path)
+        return run
+
+    # ---- config and metrics ------------------------------------------------------------------
+    def write_config(self, config_dict: dict) -> None:
+        atomic_write_text(self.config_path, json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict:
+        return json.loads(self.config_path.read_text())
+
+    def append_metrics(self, record: dict) -> None:
+        """Add one epoch's record (rewrites the file atomically: it is small)."""
+        records = self.read_metrics()
+        records.append(record)
+        self.write_metrics(records)
+
+    def write_metrics(self, records: list) -> None:
+        text = "".join(json.dumps(_jsonable(r), sort_keys=False) + "\n" for r in records)
+        atomic_write_text(self.metrics_path, text)
+
+    def read_metrics(self) -> list:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, last_epoch: int) -> list:
+        """Keep the records of epochs <= ``last_epoch`` (those the last checkpoint has seen)."""
+        records = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+        self.write_metrics(records)
+        return records
+
+
+def _jsonable(value):
+    """JSON-safe copy: NumPy scalars to Python numbers, NaN/inf to null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def _split_state(state: dict) -> tuple[dict, dict]:
+    """A flat state dict into (arrays for the npz, JSON-able rest)."""
+    arrays, rest = {}, {}
+    for key, value in state.items():
+        if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.generic):
+            arrays[key] = value
+        elif isinstance(value, np.generic):
+            rest[key] = {"__numpy_scalar__": value.dtype.str, "value": value.item()}
+        else:
+            rest[key] = value
+    return arrays, rest
+
+
+def _join_state(arrays: dict, rest: dict) -> dict:
+    state = {}
+    for key, value in rest.items():
+        if isinstance(value, dict) and "__numpy_scalar__" in value:
+            value = np.dtype(value["__numpy_scalar__"]).type(value["value"])
+        state[key] = value
+    for key, value in arrays.items():
+        state[key] = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    return state
+
+
+def save_trainer_checkpoint(path, model, *, optimizer_state: dict, schedule_state: dict | None, meta: dict) -> None:
+    """Write a full training state (see the module docstring) atomically to ``path``."""
+    from tinyspike.nn import save_checkpoint
+
+    opt_arrays, opt_rest = _split_state(optimizer_state)
+    sched_arrays, sched_rest = _split_state(schedule_state or {})
+    meta = dict(meta)
+    meta.update(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
+                optimizer_scalars=opt_rest, schedule_scalars=sched_rest)
+    extras = {"trainer": json.dumps(_jsonable(meta))}
+    if opt_arrays:
+        extras["optimizer"] = opt_arrays
+    if sched_arrays:
+        extras["schedule"] = sched_arrays
+    save_checkpoint(path, model, **extras)
+
+
+def read_trainer_checkpoint(path) -> dict:
+    """``{"model": {...}, "optimizer": {...}, "schedule": {...}, "meta": {...}}`` from ``path``."""
+    from tinyspike.nn import read_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    raw = read_checkpoint(path)
+    if "trainer" not in raw or not isinstance(raw["trainer"], str):
+        raise ValueError(f"{str(path)!r} is a model checkpoint without training state (no 'trainer' entry); "
+                         "it was not written by tinyspike train")
+    try:
+        meta = json.loads(raw["trainer"])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r}: its 'trainer' entry is not valid JSON ({err})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a tinyspike training checkpoint (format {meta.get('format')!r})")
+    if meta.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"{str(path)!r} was written by a newer tinyspike (checkpoint version {meta['version']})")
+
+    def group(name):
+        value = raw.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+    return {
+        "model": raw["model"],
+        "optimizer": _join_state(group("optimizer"), meta.pop("optimizer_scalars", {})),
+        "schedule": _join_state(group("schedule"), meta.pop("schedule_scalars", {})),
+        "meta": meta,
+    }

@@ -1,0 +1,280 @@
+"""From a ``TrainConfig`` to the objects of a run: data, loaders, model, optimizer, schedule.
+
+``train(config, out=..., resume=...)`` is what ``tinyspike train`` calls; ``build_parts`` is the
+same construction without the loop, for ``tinyspike eval``, notebooks and tests.
+
+Checks made here, before any expensive work, each with a one-line message: unknown dataset,
+model, optimizer or schedule; a model whose input channels differ from the data's (a 2-channel
+DVS model on RGB images); a missing data folder; an output folder that cannot be written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tinyspike import backend
+from tinyspike.train.config import TrainConfig, resolve_config
+from tinyspike.train.run_dir import RunDir, RunDirError, check_writable, default_run_name, read_trainer_checkpoint
+from tinyspike.train.trainer import Trainer
+
+
+class ConfigError(ValueError):
+    """A combination of settings that cannot work (the message says which and why)."""
+
+
+@dataclass
+class RunParts:
+    config: TrainConfig
+    train_set: object
+    eval_set: object
+    eval_note: str
+    model: object
+    optimizer: object
+    schedule: object
+    train_loader: object
+    eval_loader: object
+
+
+# ---------------------------------------------------------------------------------- pieces
+
+
+def check_model_name(name: str) -> None:
+    """Raise ConfigError unless ``name`` is a model the registry can build (without building it)."""
+    from tinyspike.models import list_models, registry
+
+    key = str(name).lower()
+    if key in registry.FIXED:
+        return
+    match = registry._PATTERN.match(key)
+    if match is None:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())} (<depth> = 6n + 2)")
+    try:
+        registry.cifar_depth_to_blocks(int(match.group(2)))
+    except ValueError as err:
+        raise ConfigError(f"model {name!r}: {err}") from None
+
+
+def first_conv(model):
+    """The first Conv2d registered in ``model`` (its stem), or None."""
+    from tinyspike.analysis.energy import is_conv_layer
+
+    for _, module in model.named_modules():
+        if is_conv_layer(module):
+            return module
+    return None
+
+
+def build_model(config: TrainConfig, num_classes: int):
+    from tinyspike import models
+
+    check_model_name(config.model)
+    backend.seed(config.seed)  # the weights depend on the seed alone
+    try:
+        return models.build(config.model, num_classes=num_classes, time_steps=config.T, **config.model_options)
+    except TypeError as err:
+        raise ConfigError(f"model {config.model!r} does not take these options {config.model_options}: {err}") from None
+
+
+def check_compatible(config: TrainConfig, model, dataset) -> None:
+    """Raise ConfigError when the model cannot take the dataset's samples."""
+    from tinyspike.data.registry import DATASETS
+
+    conv = first_conv(model)
+    if conv is None:
+        return
+    want = int(conv.weight.shape[1])
+    channels, height, width = dataset.frame_shape
+    if want != channels:
+        kind = DATASETS[config.dataset].kind
+        what = "event frames (ON/OFF)" if kind == "events" else "images"
+        hint = ""
+        if kind == "static" and want == 2:
+            hint = "; DVS models need an event dataset (digits-dvs, cifar10-dvs, nmnist)"
+        elif kind == "events" and want != 2:
+            hint = "; pick a DVS model for event data (ms_resnet20_dvs) or add --model-opt in_channels=2"
+        raise ConfigError(
+            f"model {config.model!r} takes {want}-channel input but dataset {config.dataset!r} gives "
+            f"{channels}-channel {what}{hint}"
+        )
+
+
+def make_transforms(config: TrainConfig, dataset):
+    """(train transform, eval transform) for static uint8 images; (None, None) for events."""
+    from tinyspike.data import transforms as T
+
+    if dataset.time_steps is not None:
+        if config.augment != "none":
+            raise ConfigError(f"augment {config.augment!r} applies to static images, not to {config.dataset!r} events")
+        return None, None
+    _, h, w = dataset.frame_shape
+    normalize = T.Normalize(dataset.mean, dataset.std)
+    pad = max(1, min(h, w) // 8)  # 4 at 32x32, as the paper's RandomCrop(32, padding=4)
+    steps = {
+        "none": [],
+        "crop": [T.RandomCrop((h, w), pad)],
+        "crop-flip": [T.RandomCrop((h, w), pad), T.RandomHorizontalFlip()],
+        "alternative": [T.RandomCrop((h, w), pad), T.RandomRotation(15), T.RandomHorizontalFlip()],
+    }[config.augment]
+    return T.Compose(steps + [normalize]), T.Compose([normalize])
+
+
+def build_optimizer(config: TrainConfig, model):
+    from tinyspike import optim
+
+    params = list(model.parameters())
+    if config.optimizer == "sgd":
+        return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                         nesterov=config.nesterov)
+    if config.optimizer == "adam":
+        return optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_schedule(config: TrainConfig, optimizer, steps_per_epoch: int):
+    from tinyspike import optim
+
+    per = steps_per_epoch if config.schedule_per == "iteration" else 1
+    if config.schedule == "constant":
+        return None
+    if config.schedule == "multistep":
+        return optim.MultiStepLR(optimizer, config.milestones, gamma=config.gamma, steps_per_epoch=per)
+    return optim.CosineLR(optimizer, total_epochs=config.epochs, warmup_epochs=config.warmup_epochs, steps_per_epoch=per)
+
+
+def build_datasets(config: TrainConfig):
+    from tinyspike.data.registry import build_splits
+
+    return build_splits(
+        config.dataset, config.data_dir, config.T, val_fraction=config.val_fraction, seed=0,
+        **config.dataset_options,
+    )
+
+
+def build_eval_set(config: TrainConfig):
+    """Only the evaluation split (for ``tinyspike eval``), built as the training run built it."""
+    from tinyspike.data.registry import build_dataset, cifar10_has_test_batch
+
+    opts = dict(config.dataset_options)
+    if config.dataset == "cifar10" and not opts.get("download") and not cifar10_has_test_batch(config.data_dir):
+        ds = build_dataset("cifar10", "val", config.data_dir, config.T, val_fraction=config.val_fraction, seed=0, **opts)
+        return ds, f"held-out {config.val_fraction:.0%} of the training batches (no test_batch.bin)"
+    return build_dataset(config.dataset, "test", config.data_dir, config.T, **opts), ""
+
+
+def build_parts(config: TrainConfig, *, prefetch: int = 2) -> RunParts:
+    """Every object of a run, built (and checked) from ``config``."""
+    from tinyspike.data.loader import DataLoader
+
+    config.validate()
+    backend.use(config.backend)
+    check_model_name(config.model)
+    train_set, eval_set, note = build_datasets(config)
+    model = build_model(config, train_set.num_classes)
+    check_compatible(config, model, train_set)
+    train_tf, eval_tf = make_transforms(config, train_set)
+    train_loader = DataLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, transform=train_tf,
+                              prefetch=prefetch)
+    eval_loader = DataLoader(eval_set, config.eval_batch_size or max(config.batch_size, 100), shuffle=False,
+                             seed=config.seed, transform=eval_tf, prefetch=prefetch)
+    optimizer = build_optimizer(config, model)
+    schedule = build_schedule(config, optimizer, len(train_loader))
+    return RunParts(config, train_set, eval_set, note, model, optimizer, schedule, train_loader, eval_loader)
+
+
+# ---------------------------------------------------------------------------------- a run
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list
+    final_test_acc: float | None
+    best_test_acc: float | None
+    best_epoch: int | None
+    wall_time_s: float
+
+
+def _resolve_out(out, config: TrainConfig) -> Path:
+    if out is None:
+        base = Path("runs")
+        path = base / default_run_name(config.dataset, config.model)
+        n = 2
+        while path.exists():
+            path = base / f"{default_run_name(config.dataset, config.model)}-{n}"
+            n += 1
+        return path
+    return Path(out)
+
+
+def train(
+    config: TrainConfig | dict | None = None,
+    *,
+    out=None,
+    resume=None,
+    epochs: int | None = None,
+    data_dir=None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    prefetch: int = 2,
+) -> TrainResult:
+    """Run (or resume) a training run and return its result.
+
+    New run: ``config`` (a TrainConfig, or a dict of explicit settings for ``resolve_config``),
+    written to ``out`` (default ``runs/<timestamp>-<dataset>-<model>``).
+    Resume: ``resume`` is a run folder; its saved config is used, ``epochs`` may raise the total,
+    ``data_dir`` may point to where the data now lives.
+    """
+    import time
+
+    log = log or (lambda line: None)
+    t0 = time.perf_counter()
+    if resume is not None:
+        run = RunDir.open(resume)
+        ckpt_meta = read_trainer_checkpoint(run.last_path)["meta"]
+        config = TrainConfig.from_dict(ckpt_meta["config"])
+        if epochs is not None:
+            if epochs < int(ckpt_meta["epoch"]):
+                raise ConfigError(f"--epochs {epochs} is less than the {ckpt_meta['epoch']} epochs the run has done")
+            config.epochs = epochs
+        if data_dir is not None:
+            config.data_dir = str(data_dir)
+        config.validate()
+    else:
+        if config is None or isinstance(config, dict):
+            config = resolve_config(config or {})
+        config.validate()
+        out_path = _resolve_out(out, config)
+        # fail on an unwritable or occupied folder before loading any data
+        if (out_path / "config.json").exists() or (out_path / "last.npz").exists():
+            raise RunDirError(
+                f"output folder {str(out_path)!r} already holds a run; continue it with "
+                f"--resume {out_path} or choose another --out"
+            )
+        check_writable(out_path)
+        run = None
+
+    parts = build_parts(config, prefetch=prefetch)
+    if run is None:
+        run = RunDir.create(out_path, config.to_dict())
+    log(f"run folder: {run.path}")
+    log(f"data: {parts.train_set.description}")
+    log(f"eval: {parts.eval_set.description}" + (f" [{parts.eval_note}]" if parts.eval_note else ""))
+    log(f"model: {config.model} ({parts.model.num_parameters():,} parameters), T={config.T}, backend {backend.name()}")
+    trainer = Trainer(
+        parts.model, parts.optimizer, parts.train_loader, parts.eval_loader,
+        epochs=config.epochs, time_steps=config.T, schedule=parts.schedule, schedule_per=config.schedule_per,
+        label_smoothing=config.label_smoothing, grad_clip=config.grad_clip, run_dir=run,
+        config=config.to_dict(), progress=progress, log=log,
+    )
+    if resume is not None:
+        meta = trainer.load(run.last_path)
+        if config.epochs != meta.get("epochs"):
+            trainer.config = config.to_dict()
+            run.write_config(trainer.config)
+        log(f"resumed after epoch {trainer.epoch} of {config.epochs}")
+    history = trainer.fit()
+    last = history[-1] if history else {}
+    return TrainResult(run.path, history, last.get("test_acc"), trainer.best_acc, trainer.best_epoch,
+                       time.perf_counter() - t0)
