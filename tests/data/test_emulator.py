@@ -77,8 +77,8 @@ def test_stream_properties_and_refractory_period():
 def test_kernel_equals_numpy_reference():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 12, 12), dtype=np.uint8)
-    for cfg in (SHORT, dataclasses.replace(SHORT, threshold_sigma=0.1,
-                                         refractory_us=5_000, noise_rate_hz=20.0)):
+    varied = dataclasses.replace(SHORT, threshold_sigma=0.1, refractory_us=5_000, noise_rate_hz=20.0)
+    for cfg in (SHORT, varied):
         fast = emulate(images, cfg, rng=4)
         slow = emulate(images, cfg, rng=4, reference=True, chunk=2)
         assert len(fast) == 3 and sum(len(e) for e in fast) > 100

@@ -68,7 +68,8 @@ def test_fewer_events_than_frames_go_to_the_last_frame():
 
 
 def test_empty_stream_gives_zero_frames():
-    ev = np.zeros(0, dtype=EVENT_DTYPE)
+    ev = make_events([], [], [], [])
+    assert ev.dtype == EVENT_DTYPE and ev.shape == (0,)
     for split_by in ("number", "time"):
         f = to_frames(ev, 4, (5, 6), split_by)
         assert f.shape == (4, 2, 5, 6) and f.sum() == 0

@@ -412,7 +412,9 @@ def make_cifar10_dvs_folder(images, labels, root, *, config: EmulatorConfig | No
     config = config or EmulatorConfig(sensor_size=(128, 128), duration_us=200_000, step_us=2_000,
                                       amplitude=4.0)
     if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {len(images)} integers (one per image), got {labels.dtype} {labels.shape}")
+        raise ValueError(
+            f"labels must be {len(images)} integers (one per image), got {labels.dtype} {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise ValueError(f"labels must lie in 0-9, got range [{labels.min()}, {labels.max()}]")
     if indices is None:

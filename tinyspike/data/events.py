@@ -52,6 +52,8 @@ def _integer_column(name: str, values, source) -> np.ndarray:
         raise ValueError(f"{_where(source)}{name} must be 1-D, got shape {arr.shape}")
     if arr.dtype == np.bool_ and name == "p":
         return arr.astype(np.uint8)
+    if arr.size == 0:  # np.asarray([]) is float64, but an empty column loses nothing
+        return arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         # Refuse floats: a float time or coordinate means someone already lost precision or
         # scaled the data, and silently truncating it would hide that.
