@@ -132,7 +132,7 @@ def test_eval_energy_equals_hand_computation(capsys, tiny_checkpoint):
     flops = sum(m for m, _ in convs)
     syops = sum(m * T * rates[lif] for m, lif in convs)
     energy = result["energy"]
-    assert energy["flops"] == flops == 27_648
+    assert energy["flops"] == flops == 36_864
     assert energy["syops"] == pytest.approx(syops, rel=1e-9)
     assert energy["energy_snn_J"] == pytest.approx(syops * 0.9e-12, rel=1e-9)
     assert energy["energy_ann_J"] == pytest.approx(flops * 4.6e-12, rel=1e-12)

@@ -108,7 +108,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_run_folder_contents(tmp_path):
-    result = train({**TINY, "epochs": 1, "model_options": {"dropout": 0.0}}, out=tmp_path / "run")
+    result = train({**TINY, "epochs": 1, "model_options": {"widths": [4, 8, 8], "dropout": 0.0}}, out=tmp_path / "run")
     run = RunDir(result.run_dir)
     names = sorted(p.name for p in run.path.iterdir())
     assert names == ["best.npz", "config.json", "curves.png", "last.npz", "metrics.jsonl"]

@@ -41,6 +41,13 @@ import numpy as np
 
 from tinyspike import backend
 
+
+def _array(value):
+    """The backend array of a Tensor (or the array itself; ``ndarray.data`` is a memoryview)."""
+    from tinyspike.autograd import Tensor
+
+    return value.data if isinstance(value, Tensor) else value
+
 E_MAC = 4.6e-12  # joules per 32-bit float multiply-accumulate, 45 nm (Horowitz 2014)
 E_AC = 0.9e-12  # joules per 32-bit float accumulate
 
@@ -180,14 +187,19 @@ class EnergyReport:
         lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
         lines.insert(1, "-" * len(lines[0]))
         lines.append("")
-        lines.append(f"FLOPs (counted convs, one step): {format_count(self.flops)}")
-        lines.append(f"SyOPs (T={self.time_steps}):             {format_count(self.syops)}"
-                     f"   (input firing rate {self.input_rate:.4f})")
+        summary = [
+            ("FLOPs (counted convs, one step)", format_count(self.flops)),
+            (f"SyOPs (T={self.time_steps}, input firing rate {self.input_rate:.4f})", format_count(self.syops)),
+        ]
         if self.mac_ops:
-            lines.append(f"MACs on non-spike inputs:       {format_count(self.mac_ops)}")
-        lines.append(f"E(ANN) = FLOPs x 4.6 pJ:        {format_energy(self.energy_ann)}")
-        lines.append(f"E(SNN) = SyOPs x 0.9 pJ:        {format_energy(self.energy_snn)}")
-        lines.append(f"E(ANN) / E(SNN):                {self.ratio:.2f}")
+            summary.append(("MACs on non-spike inputs (all steps)", format_count(self.mac_ops)))
+        summary += [
+            ("E(ANN) = FLOPs x 4.6 pJ", format_energy(self.energy_ann)),
+            ("E(SNN) = SyOPs x 0.9 pJ" + (" + MACs x 4.6 pJ" if self.mac_ops else ""), format_energy(self.energy_snn)),
+            ("E(ANN) / E(SNN)", f"{self.ratio:.2f}"),
+        ]
+        width = max(len(k) for k, _ in summary)
+        lines += [f"{k:<{width}}  {v}" for k, v in summary]
         return "\n".join(lines)
 
 
@@ -274,9 +286,9 @@ class EnergyCounter:
 
         def hook(module, inputs, output):
             x = inputs[0]
-            x = getattr(x, "data", x)
-            out = getattr(output, "data", output)
-            weight = getattr(module.weight, "data", module.weight)
+            x = _array(x)
+            out = _array(output)
+            weight = _array(module.weight)
             if stats.order is None:
                 stats.order = self._calls
                 self._calls += 1

@@ -29,6 +29,13 @@ import numpy as np
 from tinyspike import backend
 
 
+def _array(value):
+    """The backend array of a Tensor (or the array itself; ``ndarray.data`` is a memoryview)."""
+    from tinyspike.autograd import Tensor
+
+    return value.data if isinstance(value, Tensor) else value
+
+
 def is_spiking_layer(module) -> bool:
     """True for LIF layers (the modules whose output is spikes)."""
     try:
@@ -78,7 +85,7 @@ class FiringRateMonitor:
         def hook(module, inputs, output):
             if not self.enabled:
                 return None
-            data = getattr(output, "data", output)
+            data = _array(output)
             # float64 sum on the device: exact for spike counts up to 2**53
             self._spikes[name] = self._spikes[name] + data.sum(dtype=np.float64)
             self._counts[name] += int(data.size)

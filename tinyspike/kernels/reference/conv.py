@@ -85,3 +85,46 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
         return xp.ascontiguousarray(result)
     out[...] = result
     return out
+
+
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
+    """y [N, O, OH, OW] of x [N, C, H, W] (float, or bool/uint8 spikes) and weight [O, C, kh, kw].
+
+    One GEMM: ``y2 = W2 · cols`` with ``W2 = weight.reshape(O, C*kh*kw)``, then ``y2 [O, N, OH,
+    OW]`` is transposed to NCHW and the bias added per output channel. y has weight's dtype.
+    """
+    xp = backend.array_module_of(weight)
+    o, c, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    oh, ow = output_size(h, kh, stride[0], padding[0]), output_size(w, kw, stride[1], padding[1])
+    cols = xp.empty((c * kh * kw, n * oh * ow), dtype=weight.dtype)
+    im2col(x, kh, kw, stride, padding, out=cols)
+    y2 = weight.reshape(o, c * kh * kw) @ cols
+    y = y2.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    if bias is not None:
+        y = y + bias.reshape(1, o, 1, 1)
+    return xp.ascontiguousarray(y)
+
+
+def conv2d_backward(x, weight, grad_y, stride=(1, 1), padding=(0, 0), needs=(True, True, True)):
+    """(dx, dW, db) of ``conv2d_forward`` given dL/dy; ``needs`` selects which (None for the rest).
+
+    With ``dY2 = grad_y`` as ``[O, N*OH*OW]`` (the layout of y2) and ``y2 = W2 · cols``:
+    ``dW2 = dY2 · colsᵀ`` (computed as ``(cols · dY2ᵀ)ᵀ``), ``dcols = W2ᵀ · dY2``,
+    ``dx = col2im(dcols)`` and ``db = Σ_{n,i,j} grad_y``. The columns are recomputed from x.
+    """
+    xp = backend.array_module_of(grad_y)
+    o, c, kh, kw = weight.shape
+    need_x, need_w, need_b = needs
+    w2 = weight.reshape(o, c * kh * kw)
+    dy2 = grad_y.transpose(1, 0, 2, 3).reshape(o, -1)
+    grad_x = grad_w = grad_b = None
+    if need_w:
+        cols = xp.empty((c * kh * kw, dy2.shape[1]), dtype=weight.dtype)
+        im2col(x, kh, kw, stride, padding, out=cols)
+        grad_w = (cols @ dy2.T).T.reshape(weight.shape)
+    if need_x:
+        grad_x = col2im(w2.T @ dy2, x.shape, kh, kw, stride, padding)
+    if need_b:
+        grad_b = grad_y.sum(axis=(0, 2, 3))
+    return grad_x, grad_w, grad_b
