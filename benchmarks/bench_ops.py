@@ -105,7 +105,9 @@ def bench_lif(repeats: int = 21) -> dict:
     g = rng.standard_normal(shape, dtype=np.float32)
     sg = get_surrogate("rectangular")
     step_bytes = 9 * x.size
-    print(f"lif {list(shape)} float32, rectangular, detach_reset: median ms (min), GB/s at the median")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"lif {list(shape)} float32, rectangular, detach_reset: median ms (min), GB/s at the median"
+          f"  [load average {load:.1f}]")
     results = {}
     for impl in ("reference", "numba_cpu"):
         forward = kernels.get("lif", "lif_forward", impl)
@@ -130,7 +132,7 @@ def bench_lif(repeats: int = 21) -> dict:
 
     median, best = _lif_timings_ms(through_function, repeats)
     results[("Function", "forward+backward")] = median
-    print(f"  {'Function':10s} {'forward+backward':17s} {median:8.2f} ({best:6.2f})  (numba, with autograd)")
+    print(f"  {'Function':10s} {'forward+backward':17s} {median:8.2f} ({best:6.2f})  (numba + autograd, incl. the leaf's .grad copy)")
     return results
 
 
@@ -143,6 +145,47 @@ def _lif_timings_ms(fn, repeats: int) -> tuple[float, float]:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3, min(times) * 1e3
+
+
+def bench_conv2d(repeats: int = 9) -> dict:
+    """conv2d 3×3, stride 1, padding 1, float32, at the three MS-ResNet-20 stage shapes with
+    T·B = 384 (C in = C out), through the autograd Function: reference kernels (full im2col + one
+    GEMM per product) vs numba (fused, chunked so the columns stay in cache).
+
+    GFLOP/s counts 2·N·O·OH·OW·C·kh·kw per product (forward 1, forward+backward 3 products).
+    Targets (issue 2), numba forward+backward: ≤ 190 / 125 / 100 ms on the 2-core CI machine.
+    """
+    from tinyspike.autograd import Tensor
+    from tinyspike.functional.conv import conv2d
+
+    rng = np.random.default_rng(0)
+    cases = [(16, 32, 190.0), (32, 16, 125.0), (64, 8, 100.0)]
+    print(f"conv2d 3x3/1/1 float32, N = T*B = 384: median ms (min), GFLOP/s at the median, reference -> numba")
+    results = {}
+    for channels, size, target in cases:
+        shape = (384, channels, size, size)
+        x = Tensor(rng.standard_normal(shape, dtype=np.float32), requires_grad=True)
+        w = Tensor(rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.1, requires_grad=True)
+        g = rng.standard_normal(shape, dtype=np.float32)
+        flop = 2.0 * 384 * channels * size * size * channels * 9
+
+        def forward():
+            return conv2d(x, w, None, 1, 1)
+
+        def forward_backward():
+            forward().backward(g)
+            x.grad = w.grad = None
+
+        row = {}
+        for choice in ("reference", "fast"):
+            with _kernels(choice):
+                row[choice] = (_median_and_min_ms(forward, repeats), _median_and_min_ms(forward_backward, repeats))
+        results[shape] = row
+        (rf, rfb), (ff, ffb) = row["reference"], row["fast"]
+        fmt = lambda t, n: f"{t[0]:6.1f} ({t[1]:6.1f}) {n * flop / t[0] / 1e6:4.0f} GF/s"  # noqa: E731
+        print(f"  {channels:2d} ch {size:2d}x{size:<2d}  forward {fmt(rf, 1)} -> {fmt(ff, 1)}   "
+              f"forward+backward {fmt(rfb, 3)} -> {fmt(ffb, 3)}   (target {target:.0f})")
+    return results
 
 
 def main(argv=None) -> None:

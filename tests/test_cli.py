@@ -52,6 +52,17 @@ def test_user_errors_are_one_line(capsys, tmp_path, argv, fragment):
     assert_one_line_error(code, err, fragment)
 
 
+@pytest.mark.parametrize("argv, fragment", [
+    (["--lr", "abc"], "argument --lr: expected a number, got 'abc'"),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+    (["--colour", "red"], "unrecognized arguments: --colour red"),
+])
+def test_usage_errors_are_one_line(capsys, argv, fragment):
+    code, out, err = run_cli(capsys, "train", *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("tinyspike") and ": error: " in err and fragment in err
+
+
 def test_unwritable_output_folder(capsys, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -6,6 +6,7 @@
 
 A user error (unknown name, impossible combination, missing data, unwritable folder, NaN loss)
 prints one line to stderr and exits with status 2; set ``TINYSPIKE_DEBUG=1`` to get the traceback.
+Bugs (any other exception) still raise with their traceback.
 """
 
 from __future__ import annotations
@@ -70,10 +71,18 @@ def _train_epilog() -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinyspike",
         description="Deep residual spiking neural networks (MS-ResNet) from scratch.",
+        epilog="Errors print one line and exit with status 2; TINYSPIKE_DEBUG=1 shows the traceback.",
     )
     from tinyspike import __version__
 
@@ -452,7 +461,10 @@ def _user_error_types():
 def main(argv=None) -> int:
     """Entry point of the ``tinyspike`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, usage errors: argparse has printed the message
+        return stop.code if isinstance(stop.code, int) else EXIT_USER_ERROR
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
@@ -469,16 +481,14 @@ def main(argv=None) -> int:
     except Exception as err:
         if debug:
             raise
-        known = isinstance(err, _user_error_types())
-        expected = isinstance(err, (ValueError, TypeError, KeyError, OSError))
-        if not (known or expected):
+        # user errors: ours, and the ValueError/TypeError/KeyError/OSError messages the library
+        # writes for bad arguments, missing or corrupt files (anything else is a bug: traceback)
+        if not isinstance(err, _user_error_types() + (ValueError, TypeError, KeyError, OSError)):
             raise
         message = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
-        if isinstance(err, OSError) and not message:
-            message = f"{err.strerror or type(err).__name__}: {err.filename}"
+        if isinstance(err, OSError) and (not message or err.filename and err.filename not in message):
+            message = f"{err.strerror or message or type(err).__name__}: {err.filename}"
         message = " ".join(message.split())  # one line
-        if not known:
-            message += " (TINYSPIKE_DEBUG=1 shows the traceback)"
         print(f"tinyspike {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 

@@ -1,17 +1,20 @@
 """Convolution kernels compiled with Numba: same signatures and results as ``kernels.reference.conv``.
 
 Layout (read the reference module first): ``cols[(c, a, b), (n, i, j)] = xpad[n, c, i*sh + a,
-j*sw + b]``, ``cols`` of shape ``[C*kh*kw, N*OH*OW]``. Padding is never materialised: for each
-tap the kernels compute the range of output columns that land inside the image, and write zeros
-elsewhere.
+j*sw + b]``, ``cols`` of shape ``[C*kh*kw, N*OH*OW]``.
 
-Two ways to run the same per-block loops:
+Every loop works on one sample at a time and first copies that sample, zero-padded, into a small
+buffer ``xpad [C, H + 2ph, W + 2pw]``. Then every row of every column block is one plain copy of
+OW values, with no edge cases; padding a sample costs about a ninth of filling its 3×3 columns,
+and removing the per-row bounds logic made im2col 1.6× faster (benchmarks/README.md). col2im
+mirrors it: the taps of one (sample, channel) are added into a padded plane, whose interior is
+then copied out.
 
-1. ``im2col`` / ``col2im``: the whole batch at once, ``prange`` over blocks (Numba threads).
-   - im2col: one task per (tap, sample) = one ``[OH, OW]`` block of ``cols``; disjoint writes.
-   - col2im: a *gather by ownership*: one task per (sample, channel) image plane, which adds the
-     ``kh*kw`` tap blocks that map onto it. No two tasks write the same plane: no races, no
-     atomics, and the plane stays in L1 while its taps stream past.
+Two ways to run the same per-sample loops:
+
+1. ``im2col`` / ``col2im``: the whole batch at once, ``prange`` over samples (Numba threads).
+   Each sample writes its own columns and its own image planes: no races, no atomics (col2im is
+   a gather by ownership: the plane of (n, c) is written only by the task of sample n).
 
 2. ``conv2d_forward`` / ``conv2d_backward``: the whole layer, fused and chunked. The full ``cols``
    of a 16-channel 32×32 layer at T·B = 384 is 226 MB: writing it and reading it back through
@@ -27,6 +30,12 @@ Two ways to run the same per-block loops:
 
 Inputs may be bool/uint8 (spikes saved compactly): values are converted on the fly into the
 float dtype of the columns, so the float input never has to exist again in full.
+
+Two details that matter for speed: every inner loop runs j from 0 over a sliced view (Numba
+supports negative indices, so ``a[j + offset]`` with j of unknown sign costs a wrap-around test
+per element and blocks vectorisation), and each driver has its loop twice, once with the
+horizontal stride as the literal 1, which LLVM turns into plain vector copies (3× faster than
+the same code with a run-time stride that happens to be 1).
 """
 
 from __future__ import annotations
@@ -48,74 +57,72 @@ from tinyspike.kernels.reference.conv import output_size
 CHUNK_BYTES = 1 << 21
 
 
-# ---- per-block loops, shared by the parallel and the chunked drivers --------------------------
+# ---- per-sample loops, shared by the parallel and the chunked drivers -------------------------
 
 
 @njit(cache=True, inline="always")
-def _valid_range(stride, pad, tap, in_size, out_size):
-    """Output indices j with 0 <= j*stride - pad + tap < in_size, as a half-open [lo, hi)."""
-    first = pad - tap  # need j*stride >= first
-    lo = 0 if first <= 0 else (first + stride - 1) // stride
-    last = in_size - 1 + pad - tap  # need j*stride <= last
-    hi = 0 if last < 0 else min(out_size, last // stride + 1)
-    return min(lo, out_size), max(min(lo, out_size), hi)
-
-
-@njit(cache=True, inline="always")
-def _im2col_block(x, cols, row, n, n_out, kh, kw, sh, sw, ph, pw):
-    """cols[row, n_out] = tap ``row`` of sample x[n], zero where it falls into the padding."""
+def _pad_sample(x, n, ph, pw, xpad):
+    """xpad [C, H + 2ph, W + 2pw] = x[n] inside a zero border (converted to xpad's dtype)."""
     height, width = x.shape[2], x.shape[3]
-    oh_size, ow_size = cols.shape[2], cols.shape[3]
-    c = row // (kh * kw)
-    a = (row // kw) % kh
-    b = row % kw
-    zero = cols.dtype.type(0)
-    j_lo, j_hi = _valid_range(sw, pw, b, width, ow_size)
-    offset = b - pw
-    block = cols[row, n_out]
-    image = x[n, c]
-    for i in range(oh_size):
-        dst = block[i]
-        ih = i * sh - ph + a
-        if ih < 0 or ih >= height:
-            for j in range(ow_size):
-                dst[j] = zero
-            continue
-        src = image[ih]
-        for j in range(j_lo):
-            dst[j] = zero
-        if sw == 1:  # the common case, separate so that LLVM vectorises a contiguous copy
-            for j in range(j_lo, j_hi):
-                dst[j] = src[j + offset]
-        else:
-            for j in range(j_lo, j_hi):
-                dst[j] = src[j * sw + offset]
-        for j in range(j_hi, ow_size):
-            dst[j] = zero
+    zero = xpad.dtype.type(0)
+    for c in range(x.shape[1]):
+        plane = xpad[c]
+        image = x[n, c]
+        for i in range(ph):
+            top, bottom = plane[i], plane[ph + height + i]
+            for j in range(top.shape[0]):
+                top[j] = zero
+                bottom[j] = zero
+        for i in range(height):
+            row = plane[ph + i]
+            for j in range(pw):
+                row[j] = zero
+            inside, src = row[pw:], image[i]
+            for j in range(width):
+                inside[j] = src[j]
+            tail = row[pw + width :]
+            for j in range(tail.shape[0]):
+                tail[j] = zero
 
 
 @njit(cache=True, inline="always")
-def _col2im_plane(cols, out, n_cols, n, c, kh, kw, sh, sw, ph, pw):
-    """out[n, c] = sum over the taps (c, a, b) of cols[(c, a, b), n_cols] put back in place."""
-    height, width = out.shape[2], out.shape[3]
+def _im2col_sample(xpad, kh, kw, sh, sw, cols, n_out):
+    """cols[(c, a, b), n_out, i, j] = xpad[c, i*sh + a, j*sw + b] for every tap (c, a, b)."""
     oh_size, ow_size = cols.shape[2], cols.shape[3]
-    plane = out[n, c]
-    plane[:, :] = 0
-    for a in range(kh):
-        i_lo, i_hi = _valid_range(sh, ph, a, height, oh_size)
-        for b in range(kw):
-            block = cols[(c * kh + a) * kw + b, n_cols]
-            j_lo, j_hi = _valid_range(sw, pw, b, width, ow_size)
-            offset = b - pw
-            for i in range(i_lo, i_hi):
-                dst = plane[i * sh - ph + a]
-                src = block[i]
-                if sw == 1:
-                    for j in range(j_lo, j_hi):
-                        dst[j + offset] += src[j]
-                else:
-                    for j in range(j_lo, j_hi):
-                        dst[j * sw + offset] += src[j]
+    for c in range(xpad.shape[0]):
+        plane = xpad[c]
+        for a in range(kh):
+            for b in range(kw):
+                block = cols[(c * kh + a) * kw + b, n_out]
+                for i in range(oh_size):
+                    dst, src = block[i], plane[i * sh + a, b:]
+                    for j in range(ow_size):
+                        dst[j] = src[j * sw]
+
+
+@njit(cache=True, inline="always")
+def _col2im_sample(cols, n_cols, kh, kw, sh, sw, ph, pw, plane, out, n):
+    """out[n, c] = sum of the taps (c, a, b) of cols[:, n_cols] put back, for every channel c.
+
+    ``plane`` is a scratch [H + 2ph, W + 2pw]: taps are added into it, the border (padding,
+    which has no gradient) is dropped when its interior is copied into out[n, c].
+    """
+    oh_size, ow_size = cols.shape[2], cols.shape[3]
+    height, width = out.shape[2], out.shape[3]
+    for c in range(out.shape[1]):
+        plane[:, :] = 0
+        for a in range(kh):
+            for b in range(kw):
+                block = cols[(c * kh + a) * kw + b, n_cols]
+                for i in range(oh_size):
+                    dst, src = plane[i * sh + a, b:], block[i]
+                    for j in range(ow_size):
+                        dst[j * sw] += src[j]
+        image = out[n, c]
+        for i in range(height):
+            dst, src = image[i], plane[ph + i, pw:]
+            for j in range(width):
+                dst[j] = src[j]
 
 
 # ---- whole batch, Numba threads ---------------------------------------------------------------
@@ -123,20 +130,25 @@ def _col2im_plane(cols, out, n_cols, n, c, kh, kw, sh, sw, ph, pw):
 
 @njit(parallel=True, cache=True)
 def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, cols):
-    n_batch = x.shape[0]
-    for task in prange(cols.shape[0] * n_batch):
-        row = task // n_batch
-        n = task - row * n_batch
-        _im2col_block(x, cols, row, n, n, kh, kw, sh, sw, ph, pw)
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    for n in prange(x.shape[0]):
+        xpad = np.empty((channels, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
+        _pad_sample(x, n, ph, pw, xpad)
+        if sw == 1:
+            _im2col_sample(xpad, kh, kw, sh, 1, cols, n)
+        else:
+            _im2col_sample(xpad, kh, kw, sh, sw, cols, n)
 
 
 @njit(parallel=True, cache=True)
 def _col2im_parallel(cols, kh, kw, sh, sw, ph, pw, out):
-    channels = out.shape[1]
-    for task in prange(out.shape[0] * channels):
-        n = task // channels
-        c = task - n * channels
-        _col2im_plane(cols, out, n, n, c, kh, kw, sh, sw, ph, pw)
+    height, width = out.shape[2], out.shape[3]
+    for n in prange(out.shape[0]):
+        plane = np.empty((height + 2 * ph, width + 2 * pw), dtype=out.dtype)
+        if sw == 1:
+            _col2im_sample(cols, n, kh, kw, sh, 1, ph, pw, plane, out, n)
+        else:
+            _col2im_sample(cols, n, kh, kw, sh, sw, ph, pw, plane, out, n)
 
 
 def _check_out(out, shape, dtype, name):
@@ -184,19 +196,24 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
 
 
 @njit(nogil=True, cache=True)
-def _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, cols):
-    """cols [K, m, OH, OW] = columns of samples x[n0 : n0 + m]."""
-    for row in range(cols.shape[0]):
-        for n in range(cols.shape[1]):
-            _im2col_block(x, cols, row, n0 + n, n, kh, kw, sh, sw, ph, pw)
+def _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols):
+    """cols [K, m, OH, OW] = columns of samples x[n0 : n0 + m]; xpad is a one-sample scratch."""
+    for n in range(cols.shape[1]):
+        _pad_sample(x, n0 + n, ph, pw, xpad)
+        if sw == 1:
+            _im2col_sample(xpad, kh, kw, sh, 1, cols, n)
+        else:
+            _im2col_sample(xpad, kh, kw, sh, sw, cols, n)
 
 
 @njit(nogil=True, cache=True)
-def _col2im_chunk(cols, n0, kh, kw, sh, sw, ph, pw, out):
-    """out[n0 : n0 + m] = col2im of cols [K, m, OH, OW]."""
+def _col2im_chunk(cols, n0, kh, kw, sh, sw, ph, pw, plane, out):
+    """out[n0 : n0 + m] = col2im of cols [K, m, OH, OW]; plane is a one-plane scratch."""
     for n in range(cols.shape[1]):
-        for c in range(out.shape[1]):
-            _col2im_plane(cols, out, n, n0 + n, c, kh, kw, sh, sw, ph, pw)
+        if sw == 1:
+            _col2im_sample(cols, n, kh, kw, sh, 1, ph, pw, plane, out, n0 + n)
+        else:
+            _col2im_sample(cols, n, kh, kw, sh, sw, ph, pw, plane, out, n0 + n)
 
 
 @njit(nogil=True, cache=True)
@@ -290,7 +307,7 @@ def _geometry(x_shape, w_shape, stride, padding):
     n, c, h, w = x_shape
     o, _, kh, kw = w_shape
     oh, ow = output_size(h, kh, stride[0], padding[0]), output_size(w, kw, stride[1], padding[1])
-    return n, c, o, kh, kw, oh, ow
+    return n, c, o, kh, kw, oh, ow, h + 2 * padding[0], w + 2 * padding[1]
 
 
 def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
@@ -300,7 +317,7 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
     weight's dtype.
     """
     (sh, sw), (ph, pw) = stride, padding
-    n, c, o, kh, kw, oh, ow = _geometry(x.shape, weight.shape, stride, padding)
+    n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x.shape, weight.shape, stride, padding)
     k, positions, dtype = c * kh * kw, oh * ow, weight.dtype
     x = _as_numeric(x)
     w2 = np.ascontiguousarray(weight).reshape(o, k)
@@ -313,11 +330,12 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
     def work(next_chunk):
         cols_buffer = _workspace("cols", k * per_chunk * positions, dtype)
         y2_buffer = _workspace("y2", o * per_chunk * positions, dtype)
+        xpad = _workspace("xpad", c * padded_h * padded_w, dtype).reshape(c, padded_h, padded_w)
         while (chunk := next_chunk()) is not None:
             n0, n1 = chunk
             m = n1 - n0
             cols = cols_buffer[: k * m * positions].reshape(k, m * positions)
-            _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, cols.reshape(k, m, oh, ow))
+            _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols.reshape(k, m, oh, ow))
             y2 = y2_buffer[: o * m * positions].reshape(o, m * positions)
             np.matmul(w2, cols, out=y2)
             _scatter_output(y2.reshape(o, m, positions), bias, has_bias, n0, y3)
@@ -326,26 +344,28 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
     return y
 
 
-def conv2d_backward(x, weight, grad_y, stride=(1, 1), padding=(0, 0), needs=(True, True, True)):
-    """(dx, dW, db) of ``conv2d_forward``; ``needs`` says which to compute (None for the others).
+def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
+    """(dx, dW, db) of ``conv2d_forward``; arguments as ``kernels.reference.conv.conv2d_backward``.
 
-    Same maths as ``kernels.reference.conv.conv2d_backward``, chunked: the columns of x are
-    recomputed chunk by chunk (never stored), dW and db are summed per worker, then together.
+    Same maths, chunked: the columns of x are recomputed chunk by chunk (never stored whole);
+    dW and db are summed per worker (float64), then over the workers.
     """
     (sh, sw), (ph, pw) = stride, padding
-    n, c, o, kh, kw, oh, ow = _geometry(x.shape, weight.shape, stride, padding)
-    k, positions, dtype = c * kh * kw, oh * ow, weight.dtype
+    n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x_shape, w_shape, stride, padding)
+    k, positions, dtype = c * kh * kw, oh * ow, grad_y.dtype
     need_x, need_w, need_b = needs
-    x = _as_numeric(x)
-    w2 = np.ascontiguousarray(weight).reshape(o, k)
-    w2t = w2.T  # a view: BLAS reads it transposed, no copy
     g3 = np.ascontiguousarray(grad_y).reshape(n, o, positions)
-    grad_x = np.empty((n, c) + x.shape[2:], dtype=dtype) if need_x else None
+    if not (need_x or need_w):  # only the bias: a plain reduction
+        return None, None, (g3.sum(axis=(0, 2), dtype=np.float64).astype(dtype) if need_b else None)
+    x = _as_numeric(x) if need_w else None
+    w2t = np.ascontiguousarray(weight).reshape(o, k).T if need_x else None  # a view: BLAS reads it transposed
+    grad_x = np.empty(x_shape, dtype=dtype) if need_x else None
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
         dy2_buffer = _workspace("dy2", o * per_chunk * positions, dtype)
         cols_buffer = _workspace("cols", k * per_chunk * positions, dtype)
+        xpad = _workspace("xpad", c * padded_h * padded_w, dtype).reshape(c, padded_h, padded_w)
         dwt_chunk = np.empty((k, o), dtype)
         dwt = np.zeros((k, o), np.float64)
         db = np.zeros(o, np.float64)
@@ -356,20 +376,35 @@ def conv2d_backward(x, weight, grad_y, stride=(1, 1), padding=(0, 0), needs=(Tru
             _gather_grad(g3, n0, dy2.reshape(o, m, positions), db)
             cols = cols_buffer[: k * m * positions].reshape(k, m * positions)
             if need_w:
-                _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, cols.reshape(k, m, oh, ow))
+                _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols.reshape(k, m, oh, ow))
                 np.matmul(cols, dy2.T, out=dwt_chunk)  # dWᵀ = cols·dYᵀ
                 dwt += dwt_chunk
-            if need_x:  # the columns are no longer needed: their buffer takes dcols
+            if need_x:  # the columns are used up: their buffer takes dcols = Wᵀ·dY
                 np.matmul(w2t, dy2, out=cols)
-                _col2im_chunk(cols.reshape(k, m, oh, ow), n0, kh, kw, sh, sw, ph, pw, grad_x)
+                _col2im_chunk(cols.reshape(k, m, oh, ow), n0, kh, kw, sh, sw, ph, pw, xpad[0], grad_x)
         return dwt, db
 
-    if need_x or need_w:
-        partials = _run_chunks(n, per_chunk, work)
-        dwt = sum(p[0] for p in partials)
-        db = sum(p[1] for p in partials)
-    else:  # only the bias: a plain reduction
-        dwt, db = None, g3.sum(axis=(0, 2), dtype=np.float64)
-    grad_w = dwt.T.astype(dtype).reshape(weight.shape) if need_w else None
-    grad_b = db.astype(dtype) if need_b else None
+    partials = _run_chunks(n, per_chunk, work)
+    grad_w = sum(p[0] for p in partials).T.astype(dtype).reshape(w_shape) if need_w else None
+    grad_b = sum(p[1] for p in partials).astype(dtype) if need_b else None
     return grad_x, grad_w, grad_b
+
+
+@njit(parallel=True, cache=True)
+def _pack_binary(x, out):
+    """out = (x != 0); returns how many values were neither 0 nor 1."""
+    bad = 0
+    for i in prange(x.shape[0]):
+        value = x[i]
+        bad += (value != 0) & (value != 1)
+        out[i] = value != 0
+    return bad
+
+
+def pack_binary(x):
+    """x as a bool array, or None if it holds a value other than 0 and 1 (see the reference)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape, dtype=np.bool_)
+    if _pack_binary(x.reshape(-1), out.reshape(-1)) != 0:
+        return None
+    return out

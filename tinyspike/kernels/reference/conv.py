@@ -106,25 +106,38 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
     return xp.ascontiguousarray(y)
 
 
-def conv2d_backward(x, weight, grad_y, stride=(1, 1), padding=(0, 0), needs=(True, True, True)):
-    """(dx, dW, db) of ``conv2d_forward`` given dL/dy; ``needs`` selects which (None for the rest).
+def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
+    """(dx, dW, db) of ``conv2d_forward`` given grad_y = dL/dy [N, O, OH, OW].
 
-    With ``dY2 = grad_y`` as ``[O, N*OH*OW]`` (the layout of y2) and ``y2 = W2 · cols``:
-    ``dW2 = dY2 · colsᵀ`` (computed as ``(cols · dY2ᵀ)ᵀ``), ``dcols = W2ᵀ · dY2``,
+    ``needs`` = (dx wanted, dW wanted, db wanted); an unwanted gradient comes back as None, and
+    its operand may be None: x is read only for dW, weight only for dx (their shapes are given).
+    With ``G = grad_y`` as ``[O, N*OH*OW]`` (the layout of y2) and ``y2 = W2 · cols``:
+    ``dW2 = G · colsᵀ`` (computed as ``(cols · Gᵀ)ᵀ``), ``dcols = W2ᵀ · G``,
     ``dx = col2im(dcols)`` and ``db = Σ_{n,i,j} grad_y``. The columns are recomputed from x.
     """
     xp = backend.array_module_of(grad_y)
-    o, c, kh, kw = weight.shape
+    o, c, kh, kw = w_shape
     need_x, need_w, need_b = needs
-    w2 = weight.reshape(o, c * kh * kw)
-    dy2 = grad_y.transpose(1, 0, 2, 3).reshape(o, -1)
+    g2 = grad_y.transpose(1, 0, 2, 3).reshape(o, -1)
     grad_x = grad_w = grad_b = None
     if need_w:
-        cols = xp.empty((c * kh * kw, dy2.shape[1]), dtype=weight.dtype)
+        cols = xp.empty((c * kh * kw, g2.shape[1]), dtype=grad_y.dtype)
         im2col(x, kh, kw, stride, padding, out=cols)
-        grad_w = (cols @ dy2.T).T.reshape(weight.shape)
+        grad_w = xp.ascontiguousarray((cols @ g2.T).T).reshape(w_shape)
     if need_x:
-        grad_x = col2im(w2.T @ dy2, x.shape, kh, kw, stride, padding)
+        dcols = weight.reshape(o, c * kh * kw).T @ g2
+        grad_x = col2im(dcols, x_shape, kh, kw, stride, padding)
     if need_b:
         grad_b = grad_y.sum(axis=(0, 2, 3))
     return grad_x, grad_w, grad_b
+
+
+def pack_binary(x):
+    """x as a bool array (1 byte instead of 4 or 8), or None if x holds a value other than 0 and 1.
+
+    For spike inputs saved for backward: ``im2col`` expands bool back into floats exactly.
+    """
+    xp = backend.array_module_of(x)
+    if not bool(xp.all((x == 0) | (x == 1))):
+        return None
+    return x != 0

@@ -1,0 +1,124 @@
+"""2-D convolution by im2col and matrix products (NCHW; time-first 5-D input folds T into the batch).
+
+Notation: x [N, C, H, W], weight W [O, C, kh, kw], bias b [O], stride (sh, sw), zero padding
+(ph, pw), output y [N, O, OH, OW] with OH = (H + 2ph - kh)//sh + 1 (OW alike). xpad is x with
+the zero border. The forward formula is
+
+    y[n, o, i, j] = b[o] + Σ_{c, a, b'} W[o, c, a, b'] · xpad[n, c, i·sh + a, j·sw + b'].
+
+im2col turns it into one matrix product (``kernels.reference.conv`` explains the layout):
+X = im2col(x) [C·kh·kw, N·OH·OW], W₂ = W.reshape(O, C·kh·kw), and
+
+    Y₂ = W₂ · X + b·1ᵀ         (Y₂ [O, N·OH·OW] is y with its axes in the order o, (n, i, j)).
+
+Backward. Let G = ∂L/∂Y₂ (the incoming gradient in the same layout). A product Y₂ = A·B has
+∂L/∂A = G·Bᵀ and ∂L/∂B = Aᵀ·G, so
+
+    ∂L/∂W₂ = G · Xᵀ             computed as (X · Gᵀ)ᵀ, the faster operand order (DESIGN.md)
+    ∂L/∂X  = W₂ᵀ · G
+    ∂L/∂b[o] = Σ_{n,i,j} G[o, (n,i,j)].
+
+For x: im2col is linear, X = M·x for a 0/1 matrix M that copies each pixel into every column
+that sees it (padding entries copy nothing). Hence ∂L/∂x = Mᵀ·∂L/∂X: every entry of ∂L/∂X is
+added back onto the pixel it was copied from (overlapping windows add up, padding entries are
+dropped). That is col2im, so ∂L/∂x = col2im(W₂ᵀ · G).
+
+Saved for backward: x (needed only for ∂L/∂W, and saved only then) and W (needed only for
+∂L/∂x). x is the caller's array, kept by reference: no copy. The columns X are never saved:
+backward recomputes them (at T·B = 384 the columns of one 16-channel layer are 226 MB; the
+recomputation costs less than writing and re-reading them). With ``binary_input=True`` (x holds
+spikes, 0/1) x is saved as bool, 1 byte per value, and re-expanded exactly by im2col.
+
+On the NumPy backend the Numba kernels run this chunk by chunk of samples so that the columns
+stay in cache (``kernels.numba_cpu.conv``); the reference kernels run it as written here.
+"""
+
+from __future__ import annotations
+
+from tinyspike import kernels
+from tinyspike.autograd import Function
+from tinyspike.functional import _checks
+
+_FN = "conv2d"
+
+
+class Conv2dFunction(Function):
+    """y = conv2d(x, W) + b on [N, C, H, W] or [T, B, C, H, W]; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, binary_input):
+        time_first = x.shape[:2] if x.ndim == 5 else None
+        x4 = x.reshape((-1,) + x.shape[2:]) if time_first else x  # fold T into the batch: a view
+        y = kernels.get("conv", "conv2d_forward")(x4, weight, bias, stride, padding)
+
+        needs_x, needs_w = ctx.needs_input_grad[:2]
+        x_saved = None
+        if needs_w:
+            x_saved = x4
+            if binary_input:
+                x_saved = kernels.get("conv", "pack_binary")(x4)
+                if x_saved is None:
+                    raise ValueError(f"{_FN}: binary_input=True but x holds values other than 0 and 1")
+        ctx.save_for_backward(x_saved, weight if needs_x else None)
+        ctx.x_shape, ctx.time_first = x4.shape, time_first
+        ctx.stride, ctx.padding = stride, padding
+        ctx.w_shape, ctx.dtype = weight.shape, weight.dtype
+        return y.reshape(time_first + y.shape[1:]) if time_first else y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x4, weight = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[:3])
+        if ctx.time_first:
+            grad_y = grad_y.reshape((-1,) + grad_y.shape[2:])
+        grad_x, grad_w, grad_b = kernels.get("conv", "conv2d_backward")(
+            grad_y, x4, weight, ctx.stride, ctx.padding, needs, ctx.x_shape, ctx.w_shape
+        )
+        if grad_x is not None and ctx.time_first:
+            grad_x = grad_x.reshape(ctx.time_first + grad_x.shape[1:])
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
+    """2-D convolution (cross-correlation, as PyTorch's ``conv2d``), groups = 1, zero padding.
+
+    Args:
+        x: Tensor or array [N, C, H, W], or time-first [T, B, C, H, W] (T folds into the batch:
+            the same weights at every step; the output is [T, B, O, OH, OW]).
+        weight: [O, C, kh, kw], same dtype (float32 or float64) and backend as x.
+        bias: None or [O].
+        stride: int or (sh, sw), each >= 1.
+        padding: int or (ph, pw), each >= 0 (zeros).
+        binary_input: promise that x holds only 0 and 1 (spikes): then x is saved for backward as
+            bool (4× smaller than float32). A ValueError is raised if the promise is broken.
+
+    Returns a Tensor [N, O, OH, OW] (or [T, B, O, OH, OW]) of x's dtype, with
+    OH = (H + 2·ph - kh)//sh + 1 and OW alike.
+    """
+    data = _checks.tensor_arg(_FN, "x", x, ndims=(4, 5))
+    w = _checks.tensor_arg(_FN, "weight", weight, ndims=(4,))
+    _checks.same_dtype(_FN, "weight", w, "x", data)
+    _checks.same_backend(_FN, "weight", w, "x", data)
+    if data.shape[-3] != w.shape[1]:
+        layout = "[T, B, C, H, W]" if data.ndim == 5 else "[N, C, H, W]"
+        raise ValueError(
+            f"{_FN}: x has {data.shape[-3]} channels (shape {tuple(data.shape)}, {layout}) but weight "
+            f"expects {w.shape[1]} (weight shape {tuple(w.shape)} is [out, in, kh, kw])"
+        )
+    if bias is not None:
+        b = _checks.tensor_arg(_FN, "bias", bias, ndims=(1,))
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"{_FN}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
+        _checks.same_dtype(_FN, "bias", b, "x", data)
+        _checks.same_backend(_FN, "bias", b, "x", data)
+    stride = _checks.pair(_FN, "stride", stride, 1)
+    padding = _checks.pair(_FN, "padding", padding, 0)
+    binary_input = _checks.boolean(_FN, "binary_input", binary_input)
+    for axis, name in ((0, "height"), (1, "width")):
+        size, kernel = data.shape[-2 + axis], w.shape[2 + axis]
+        if size + 2 * padding[axis] < kernel:
+            raise ValueError(
+                f"{_FN}: the output would be empty: input {name} {size} + 2·padding {padding[axis]} "
+                f"is smaller than the kernel {name} {kernel}"
+            )
+    return Conv2dFunction.apply(x, weight, bias, stride, padding, binary_input)
