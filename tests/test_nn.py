@@ -214,3 +214,19 @@ def test_broadcast_time_forward_is_a_view_and_backward_sums_over_time():
     assert gradcheck(lambda t: nn.broadcast_time(t, 3) * Tensor(np.arange(18.0).reshape(3, 2, 3)), x)
     with pytest.raises(ValueError, match="time_steps"):
         nn.broadcast_time(Tensor(x), 0)
+
+
+def test_lif_marks_binary_spikes_and_conv_saves_them_compactly(monkeypatch):
+    from tinyspike.functional import conv as conv_module
+
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 1, 3, 4, 4)).astype(np.float32))
+    assert nn.LIF()(x).is_binary is True
+    assert nn.LIF(surrogate="smooth")(x).is_binary is False  # the test neuron's spikes are real
+    seen = []
+    original = conv_module.conv2d
+    monkeypatch.setattr(conv_module, "conv2d", lambda *a, **k: seen.append(k["binary_input"]) or original(*a, **k))
+    conv = nn.Conv2d(3, 2, 3, padding=1)
+    conv(nn.LIF()(x))
+    conv(x)
+    nn.Conv2d(3, 2, 3, binary_input=False)(nn.LIF()(x))
+    assert seen == [True, False, False]

@@ -137,8 +137,8 @@ def test_best_checkpoint_follows_best_accuracy(tmp_path):
 
 
 def test_out_folder_with_a_run_is_refused(tmp_path):
-    train({**TINY, "epochs": 1}, out=tmp_path / "run")
-    with pytest.raises(ValueError, match="already holds a run"):
+    RunDir.create(tmp_path / "run", resolve_config(TINY).to_dict())
+    with pytest.raises(ValueError, match="already holds a run; continue it with --resume"):
         train({**TINY, "epochs": 1}, out=tmp_path / "run")
 
 

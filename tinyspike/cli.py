@@ -472,10 +472,11 @@ def main(argv=None) -> int:
     debug = os.environ.get("TINYSPIKE_DEBUG", "") not in ("", "0")
     try:
         return commands[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         hint = ""
         if args.command == "train":
-            hint = "; continue with: tinyspike train --resume RUN_DIR (the run folder printed above)"
+            run_dir = stop.args[0] if stop.args else "RUN_DIR"
+            hint = f"; finished epochs are saved, continue with: tinyspike train --resume {run_dir}"
         print(f"tinyspike {args.command}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:

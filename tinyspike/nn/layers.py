@@ -18,6 +18,7 @@ from tinyspike.functional import lif as _lif
 from tinyspike.functional import linear as _linear
 from tinyspike.functional import norm as _norm
 from tinyspike.functional import pool as _pool
+from tinyspike.functional import surrogate as _surrogates
 from tinyspike.nn import init
 from tinyspike.nn.module import Module, Parameter
 
@@ -50,10 +51,18 @@ class Conv2d(Module):
     ``bias=False`` by default: every conv of the reference model is followed by batch norm, whose
     β makes a bias redundant (REFERENCE.md §3). Weights (and bias) are kaiming-uniform,
     U(±1/√fan_in), drawn from ``generator`` (None: the global one, an int: a seed).
+
+    ``binary_input``: whether the input is spikes (0/1), which lets the conv keep it for
+    backward as bool (1 byte instead of 4). "auto" (default) trusts the mark a ``LIF`` layer puts
+    on its output (``tensor.is_binary``); True/False force it.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False, generator=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False, generator=None,
+                 binary_input="auto"):
         super().__init__()
+        if binary_input not in ("auto", True, False):
+            raise ValueError(f"Conv2d: binary_input must be 'auto', True or False, got {binary_input!r}")
+        self.binary_input = binary_input
         self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
         self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
         self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size, 1)
@@ -68,7 +77,8 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        return _conv.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        binary = getattr(x, "is_binary", False) if self.binary_input == "auto" else self.binary_input
+        return _conv.conv2d(x, self.weight, self.bias, self.stride, self.padding, binary_input=binary)
 
     def extra_repr(self):
         return (
@@ -136,7 +146,9 @@ class TDBatchNorm(BatchNorm2d):
 class LIF(Module):
     """Leaky integrate-and-fire neurons over time (REFERENCE.md §1); input [T, ...], time first.
 
-    Returns spikes (0/1) in the input's dtype. State starts at u = 0 on every call.
+    Returns spikes (0/1) in the input's dtype, marked ``spikes.is_binary = True`` so that a
+    following ``Conv2d`` saves them as bool (not for the "smooth" test surrogate, whose forward
+    is a sigmoid). State starts at u = 0 on every call.
 
     Monitoring (off by default, so the hot path stays a single kernel call): when ``monitor`` is
     True, each forward stores ``spike_count`` (float), ``num_neurons`` (neurons per sample, the
@@ -148,6 +160,7 @@ class LIF(Module):
         super().__init__()
         self.v_th, self.decay = v_th, decay
         self.detach_reset, self.surrogate = detach_reset, surrogate
+        self._binary = _surrogates.get(surrogate).binary  # also rejects an unknown surrogate now
         self.monitor = bool(monitor)
         self.firing_rate = self.spike_count = None
         self.num_neurons = self.time_steps = self.batch_size = None
@@ -156,6 +169,7 @@ class LIF(Module):
         if x.ndim < 2:
             raise ValueError(f"LIF: input must be [T, ...] with time first, got shape {tuple(x.shape)}")
         spikes = _lif.lif(x, self.v_th, self.decay, self.detach_reset, self.surrogate)
+        spikes.is_binary = self._binary
         if self.monitor:
             self._record(spikes)
         return spikes

@@ -48,10 +48,17 @@ def capture_rng_states(model) -> dict:
     return states
 
 
+def _set_state(generator, state) -> None:
+    try:
+        generator.bit_generator.state = state
+    except (AttributeError, TypeError, ValueError):
+        pass  # another kind of generator (a CPU checkpoint resumed on the GPU): keep its own state
+
+
 def restore_rng_states(model, states: dict) -> None:
     """Put the generators back in the states ``capture_rng_states`` saved (missing ones: left alone)."""
     if states.get("backend") is not None:
-        backend.rng().bit_generator.state = states["backend"]
+        _set_state(backend.rng(), states["backend"])
     for key, generator in module_generators(model).items():
         if states.get(key) is not None:
-            generator.bit_generator.state = states[key]
+            _set_state(generator, states[key])

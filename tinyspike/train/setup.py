@@ -274,7 +274,10 @@ def train(
             trainer.config = config.to_dict()
             run.write_config(trainer.config)
         log(f"resumed after epoch {trainer.epoch} of {config.epochs}")
-    history = trainer.fit()
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(str(run.path)) from None  # the caller can say what to resume
     last = history[-1] if history else {}
     return TrainResult(run.path, history, last.get("test_acc"), trainer.best_acc, trainer.best_epoch,
                        time.perf_counter() - t0)

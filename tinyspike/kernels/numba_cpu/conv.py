@@ -41,8 +41,9 @@ the same code with a run-time stride that happens to be 1).
 from __future__ import annotations
 
 import itertools
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -248,12 +249,16 @@ def _gather_grad(grad_y, n0, dy2, grad_b):
 
 
 _pool_lock = threading.Lock()
-_pool: dict = {"executor": None, "size": 0}
+_pool: dict = {"executor": None, "size": 0, "pid": None}
 _workspaces = threading.local()  # per worker thread: buffers reused from call to call
 
 
 def _workspace(name: str, size: int, dtype) -> np.ndarray:
-    """A 1-D buffer of at least ``size`` elements owned by the calling thread (grown, never shrunk)."""
+    """A 1-D buffer of at least ``size`` elements owned by the calling thread (grown, never shrunk).
+
+    Reused because a fresh large buffer costs page faults on first touch (DESIGN.md: about 12 ms
+    per 216 MiB); the buffers here are a few MiB per thread.
+    """
     buffers = getattr(_workspaces, "buffers", None)
     if buffers is None:
         buffers = _workspaces.buffers = {}
@@ -265,12 +270,13 @@ def _workspace(name: str, size: int, dtype) -> np.ndarray:
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
+    """The worker threads, started once; started again in a forked child (threads do not survive fork)."""
     with _pool_lock:
-        if _pool["size"] < workers:
-            if _pool["executor"] is not None:
+        if _pool["size"] < workers or _pool["pid"] != os.getpid():
+            if _pool["executor"] is not None and _pool["pid"] == os.getpid():
                 _pool["executor"].shutdown(wait=True)
             _pool["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="tinyspike-conv")
-            _pool["size"] = workers
+            _pool["size"], _pool["pid"] = workers, os.getpid()
         return _pool["executor"]
 
 
@@ -278,7 +284,9 @@ def _run_chunks(n_samples: int, per_chunk: int, work) -> list:
     """Call ``work(next_chunk)`` on one worker per core; return each worker's result.
 
     ``next_chunk()`` hands out (n0, n1) sample ranges until none are left, so a core that runs
-    faster (the other one busy with something else) simply takes more chunks.
+    faster (the other one busy with something else) simply takes more chunks. The number of
+    workers is Numba's thread count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), the
+    calling thread being one of them.
     """
     starts = range(0, n_samples, per_chunk)
     workers = max(1, min(numba.get_num_threads(), len(starts)))
@@ -295,8 +303,11 @@ def _run_chunks(n_samples: int, per_chunk: int, work) -> list:
         if workers == 1:
             return [work(next_chunk)]
         futures = [_executor(workers - 1).submit(work, next_chunk) for _ in range(workers - 1)]
-        results = [work(next_chunk)]  # the calling thread is one of the workers
-        return results + [future.result() for future in futures]
+        try:
+            mine = work(next_chunk)
+        finally:  # never return (or raise) while another worker still writes into our arrays
+            wait(futures)
+        return [mine] + [future.result() for future in futures]
 
 
 def _samples_per_chunk(rows: int, positions: int, itemsize: int) -> int:
