@@ -149,42 +149,56 @@ def _lif_timings_ms(fn, repeats: int) -> tuple[float, float]:
 
 def bench_conv2d(repeats: int = 9) -> dict:
     """conv2d 3×3, stride 1, padding 1, float32, at the three MS-ResNet-20 stage shapes with
-    T·B = 384 (C in = C out), through the autograd Function: reference kernels (full im2col + one
-    GEMM per product) vs numba (fused, chunked so the columns stay in cache).
+    T·B = 384 (C in = C out = C): the forward and backward kernels, reference (full im2col + one
+    GEMM per product) vs numba (fused, chunked so that the columns stay in cache), and the numba
+    path through the autograd Function (x a leaf, so this includes copying ∂L/∂x into x.grad).
 
-    GFLOP/s counts 2·N·O·OH·OW·C·kh·kw per product (forward 1, forward+backward 3 products).
+    GFLOP/s counts 2·N·C·OH·OW·C·kh·kw per product (forward 1 product, forward+backward 3).
     Targets (issue 2), numba forward+backward: ≤ 190 / 125 / 100 ms on the 2-core CI machine.
     """
+    from tinyspike import kernels
     from tinyspike.autograd import Tensor
     from tinyspike.functional.conv import conv2d
 
     rng = np.random.default_rng(0)
     cases = [(16, 32, 190.0), (32, 16, 125.0), (64, 8, 100.0)]
-    print(f"conv2d 3x3/1/1 float32, N = T*B = 384: median ms (min), GFLOP/s at the median, reference -> numba")
+    stride = padding = (1, 1)
+    print("conv2d 3x3/1/1 float32, N = T*B = 384: median ms (min), GFLOP/s at the median")
     results = {}
     for channels, size, target in cases:
         shape = (384, channels, size, size)
-        x = Tensor(rng.standard_normal(shape, dtype=np.float32), requires_grad=True)
-        w = Tensor(rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.1, requires_grad=True)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.1
         g = rng.standard_normal(shape, dtype=np.float32)
         flop = 2.0 * 384 * channels * size * size * channels * 9
-
-        def forward():
-            return conv2d(x, w, None, 1, 1)
-
-        def forward_backward():
-            forward().backward(g)
-            x.grad = w.grad = None
-
-        row = {}
-        for choice in ("reference", "fast"):
-            with _kernels(choice):
-                row[choice] = (_median_and_min_ms(forward, repeats), _median_and_min_ms(forward_backward, repeats))
-        results[shape] = row
-        (rf, rfb), (ff, ffb) = row["reference"], row["fast"]
         fmt = lambda t, n: f"{t[0]:6.1f} ({t[1]:6.1f}) {n * flop / t[0] / 1e6:4.0f} GF/s"  # noqa: E731
-        print(f"  {channels:2d} ch {size:2d}x{size:<2d}  forward {fmt(rf, 1)} -> {fmt(ff, 1)}   "
-              f"forward+backward {fmt(rfb, 3)} -> {fmt(ffb, 3)}   (target {target:.0f})")
+        row = {}
+        for impl in ("reference", "numba_cpu"):
+            forward = kernels.get("conv", "conv2d_forward", impl)
+            backward = kernels.get("conv", "conv2d_backward", impl)
+
+            def forward_backward():
+                forward(x, w, None, stride, padding)
+                backward(g, x, w, stride, padding, (True, True, True), x.shape, w.shape)
+
+            row[impl] = (
+                _median_and_min_ms(lambda: forward(x, w, None, stride, padding), repeats),
+                _median_and_min_ms(forward_backward, repeats),
+            )
+        xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+
+        def through_function():
+            conv2d(xt, wt, None, stride, padding).backward(g)
+            xt.grad = wt.grad = None
+
+        with _kernels("fast"):
+            row["Function"] = (None, _median_and_min_ms(through_function, repeats))
+        results[shape] = row
+        print(f"  {channels:2d} ch {size:2d}x{size:<2d} (target {target:.0f})")
+        for impl in ("reference", "numba_cpu"):
+            fwd, fwd_bwd = row[impl]
+            print(f"    {impl:10s} forward {fmt(fwd, 1)}   forward+backward {fmt(fwd_bwd, 3)}")
+        print(f"    {'Function':10s} {'':33s}forward+backward {fmt(row['Function'][1], 3)}")
     return results
 
 
