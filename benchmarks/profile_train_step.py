@@ -35,21 +35,25 @@ def all_function_classes():
     return found
 
 
-def instrument(cls):
+def instrument(cls, detail=False):
+    """Wrap cls.forward/backward with timers; ``detail`` keys them by input shape too."""
     for phase in ("forward", "backward"):
         original = cls.__dict__.get(phase)
         if original is None:
             continue
         fn = original.__func__ if isinstance(original, staticmethod) else original
-        key = (cls.__name__, phase)
 
-        def timed(*args, _fn=fn, _key=key):
+        def timed(ctx, *args, _fn=fn, _phase=phase):
+            if _phase == "forward":
+                shapes = [tuple(a.shape) for a in args[:2] if hasattr(a, "shape")]
+                ctx.profile_name = f"{cls.__name__} {shapes}" if detail else cls.__name__
+            key = (ctx.profile_name, _phase)
             start = time.perf_counter()
             try:
-                return _fn(*args)
+                return _fn(ctx, *args)
             finally:
-                TIMES[_key] += time.perf_counter() - start
-                CALLS[_key] += 1
+                TIMES[key] += time.perf_counter() - start
+                CALLS[key] += 1
 
         setattr(cls, phase, staticmethod(timed))
 
@@ -61,6 +65,7 @@ def main(argv=None):
     parser.add_argument("--time-steps", type=int, default=6)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--detail", action="store_true", help="one row per op and input/weight shape")
     args = parser.parse_args(argv)
 
     model = models.build(args.model, time_steps=args.time_steps, seed=0)
@@ -82,7 +87,7 @@ def main(argv=None):
 
     step()  # warm-up: Numba compilation / cache loading
     for cls in all_function_classes():
-        instrument(cls)
+        instrument(cls, args.detail)
     phases = np.zeros(3)
     for _ in range(args.steps):
         phases += step()
@@ -95,15 +100,16 @@ def main(argv=None):
     print(f"{args.model} B={args.batch} T={args.time_steps} {args.size}x{args.size}: "
           f"step {total * 1e3:.0f} ms = forward {phases[0] * 1e3:.0f} + backward {phases[1] * 1e3:.0f} "
           f"+ optimizer {phases[2] * 1e3:.0f} ms")
-    print(f"{'op':28s} {'forward ms':>11s} {'backward ms':>12s} {'total ms':>9s} {'share':>6s} {'calls/step':>10s}")
+    width = 60 if args.detail else 28
+    print(f"{'op':{width}s} {'forward ms':>11s} {'backward ms':>12s} {'total ms':>9s} {'share':>6s} {'calls/step':>10s}")
     accounted = 0.0
     for name, (fwd, bwd) in sorted(groups.items(), key=lambda item: -sum(item[1])):
         calls = CALLS[(name, "forward")] // args.steps
         accounted += fwd + bwd
-        print(f"{name:28s} {fwd * 1e3:11.1f} {bwd * 1e3:12.1f} {(fwd + bwd) * 1e3:9.1f} {(fwd + bwd) / total:6.1%} {calls:10d}")
+        print(f"{name:{width}s} {fwd * 1e3:11.1f} {bwd * 1e3:12.1f} {(fwd + bwd) * 1e3:9.1f} {(fwd + bwd) / total:6.1%} {calls:10d}")
     engine = phases[0] + phases[1] - accounted
-    print(f"{'engine (tape, grad sums)':28s} {'':11s} {'':12s} {engine * 1e3:9.1f} {engine / total:6.1%}")
-    print(f"{'optimizer (SGD)':28s} {'':11s} {'':12s} {phases[2] * 1e3:9.1f} {phases[2] / total:6.1%}")
+    print(f"{'engine (tape, grad sums)':{width}s} {'':11s} {'':12s} {engine * 1e3:9.1f} {engine / total:6.1%}")
+    print(f"{'optimizer (SGD)':{width}s} {'':11s} {'':12s} {phases[2] * 1e3:9.1f} {phases[2] / total:6.1%}")
 
 
 if __name__ == "__main__":

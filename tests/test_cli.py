@@ -202,3 +202,39 @@ def test_nmnist_data_loads_through_the_registry(tmp_path, monkeypatch):
     assert len(train_set) == 1000 and len(test_set) == 100 and note == ""
     assert train_set.sample_shape[:2] == (4, 2) and train_set.time_steps == 4
     assert np.bincount(train_set.labels, minlength=10).min() > 50
+
+
+def _fake_cifar10_dvs(root: Path) -> Path:
+    """One training (index 0) and one test (index 900) recording per class, random events."""
+    from tinyspike.data.aedat import write_aedat2
+    from tinyspike.data.cifar10_dvs import CLASSES
+    from tinyspike.data.events import make_events
+
+    rng = np.random.default_rng(0)
+    for label, cls in enumerate(CLASSES):
+        for index in (0, 900):
+            n = 400
+            t = np.sort(rng.integers(0, 100_000, n))
+            x, y = rng.integers(0, 128, n), rng.integers(0, 128, n)
+            p = rng.integers(0, 2, n)
+            write_aedat2(root / cls / f"cifar10_{cls}_{index}.aedat", make_events(t, x, y, p, sensor_size=(128, 128)))
+    return root
+
+
+def test_cifar10_dvs_end_to_end_on_small_recordings(capsys, tmp_path, monkeypatch):
+    """Event frames through the DVS model: train one epoch, then eval (real AEDAT bytes, tiny net)."""
+    monkeypatch.setenv("TINYSPIKE_CACHE", str(tmp_path / "cache"))
+    root = _fake_cifar10_dvs(tmp_path / "dvs")
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "cifar10-dvs", "--data-dir", str(root), "--T", "2", "--epochs", "1",
+        "--batch-size", "5", "--data-opt", "size=16", "--data-opt", "progress=false",
+        "--model-opt", "widths=[4,4,8]", "--model-opt", "stem_stride=1", "--out", str(tmp_path / "run"), "--no-progress",
+    )
+    assert code == 0, err
+    assert "CIFAR10-DVS train" in out and "model: ms_resnet20_dvs" in out and "final test accuracy" in out
+    code, out, err = run_cli(capsys, "eval", str(tmp_path / "run"), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["images"] == 10 and result["time_steps"] == 2
+    roles = {l["name"]: l["role"] for l in result["energy"]["layers"]}
+    assert roles["stem.convs.0"] == "stem" and roles["stages.0.0.shortcut.0"] == "shortcut"

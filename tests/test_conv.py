@@ -175,6 +175,24 @@ def test_fused_numba_conv_float32_close_to_reference(small_chunks):
         np.testing.assert_allclose(f, e, rtol=1e-4, atol=1e-4)
 
 
+@on_numpy
+@pytest.mark.parametrize("implementation", ["reference", "numba_cpu"])
+def test_forward_packs_binary_inputs_as_bool(small_chunks, implementation):
+    rng = np.random.default_rng(8)
+    spikes = (rng.random((5, 2, 6, 5)) < 0.4).astype(np.float32)
+    weight = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    forward = kernels.get("conv", "conv2d_forward", implementation)
+    pack = kernels.get("conv", "pack_binary", implementation)
+    y, packed = forward(spikes, weight, None, (1, 1), (1, 1), pack=True)
+    np.testing.assert_array_equal(y, forward(spikes, weight, None, (1, 1), (1, 1)))
+    assert packed.dtype == np.bool_
+    np.testing.assert_array_equal(packed, spikes != 0)
+    np.testing.assert_array_equal(pack(spikes), packed)
+    spikes[4, 1, 5, 4] = 2.0  # in the last chunk
+    assert forward(spikes, weight, None, (1, 1), (1, 1), pack=True)[1] is None
+    assert pack(spikes) is None
+
+
 # ---- the Function --------------------------------------------------------------------------------
 
 

@@ -177,7 +177,6 @@ def test_dvs_resnet20_counts_40_11_M_per_frame():
     assert roles.count("stem") == 1 and roles.count("shortcut") == 3 and roles.count("spike") == 18  # stride 2 in all three stages
 
 
-@pytest.mark.slow
 def test_imagenet_resnet34_counts_3_53_G():
     backend.seed(0)
     model = models.build("ms_resnet34_imagenet", num_classes=1000)

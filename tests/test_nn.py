@@ -217,7 +217,7 @@ def test_broadcast_time_forward_is_a_view_and_backward_sums_over_time():
 
 
 def test_lif_marks_binary_spikes_and_conv_saves_them_compactly(monkeypatch):
-    from tinyspike.functional import conv as conv_module
+    from tinyspike import functional as conv_module  # layers call F.conv2d
 
     x = Tensor(np.random.default_rng(0).standard_normal((2, 1, 3, 4, 4)).astype(np.float32))
     assert nn.LIF()(x).is_binary is True

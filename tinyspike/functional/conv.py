@@ -49,20 +49,19 @@ class Conv2dFunction(Function):
     def forward(ctx, x, weight, bias, stride, padding, binary_input):
         time_first = x.shape[:2] if x.ndim == 5 else None
         x4 = x.reshape((-1,) + x.shape[2:]) if time_first else x  # fold T into the batch: a view
-        y = kernels.get("conv", "conv2d_forward")(x4, weight, bias, stride, padding)
-
         needs_x, needs_w = ctx.needs_input_grad[:2]
-        x_saved = None
-        if needs_w:
-            x_saved = x4
-            if binary_input:
-                x_saved = kernels.get("conv", "pack_binary")(x4)
-                if x_saved is None:
-                    raise ValueError(f"{_FN}: binary_input=True but x holds values other than 0 and 1")
+        forward = kernels.get("conv", "conv2d_forward")
+        x_saved = x4 if needs_w else None  # x is needed only for dW
+        if needs_w and binary_input:  # keep x as bool, packed while the kernel reads x anyway
+            y, x_saved = forward(x4, weight, bias, stride, padding, pack=True)
+            if x_saved is None:
+                raise ValueError(f"{_FN}: binary_input=True but x holds values other than 0 and 1")
+        else:
+            y = forward(x4, weight, bias, stride, padding)
         ctx.save_for_backward(x_saved, weight if needs_x else None)
         ctx.x_shape, ctx.time_first = x4.shape, time_first
         ctx.stride, ctx.padding = stride, padding
-        ctx.w_shape, ctx.dtype = weight.shape, weight.dtype
+        ctx.w_shape = weight.shape
         return y.reshape(time_first + y.shape[1:]) if time_first else y
 
     @staticmethod

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from tinyspike import nn
 from tinyspike.autograd import Tensor
-from tinyspike.functional import pool as _pool
+from tinyspike import functional as F
 from tinyspike.models.blocks import BLOCKS, SPIKES, BlockConfig
 
 
@@ -144,7 +144,7 @@ class SpikingResNet(nn.Module):
         """[T, B, C, H, W] stream → logits [B, classes]: (LIF) → pool H, W → mean over T → dropout → FC."""
         if self.head_lif is not None:
             out = self.head_lif(out)
-        features = _pool.global_avg_pool2d(out).mean(axis=0)
+        features = F.global_avg_pool2d(out).mean(axis=0)
         return self.fc(self.dropout(features))
 
 

@@ -208,6 +208,23 @@ def _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols):
 
 
 @njit(nogil=True, cache=True)
+def _pack_chunk(x, n0, m, packed):
+    """packed[n0 : n0 + m] = x != 0; returns how many of those values were neither 0 nor 1.
+
+    Run right after ``_im2col_chunk`` on the same samples, which are then still in cache.
+    """
+    bad = 0
+    for n in range(n0, n0 + m):
+        src = x[n].reshape(-1)
+        dst = packed[n].reshape(-1)
+        for i in range(src.shape[0]):
+            value = src[i]
+            bad += (value != 0) & (value != 1)
+            dst[i] = value != 0
+    return bad
+
+
+@njit(nogil=True, cache=True)
 def _col2im_chunk(cols, n0, kh, kw, sh, sw, ph, pw, plane, out):
     """out[n0 : n0 + m] = col2im of cols [K, m, OH, OW]; plane is a one-plane scratch."""
     for n in range(cols.shape[1]):
@@ -321,11 +338,12 @@ def _geometry(x_shape, w_shape, stride, padding):
     return n, c, o, kh, kw, oh, ow, h + 2 * padding[0], w + 2 * padding[1]
 
 
-def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
     """y [N, O, OH, OW] = conv of x [N, C, H, W] (float, or bool/uint8 spikes) with weight [O, C, kh, kw].
 
-    Same maths as ``kernels.reference.conv.conv2d_forward`` (y = W·cols + b), chunked; y has
-    weight's dtype.
+    Same maths and arguments as ``kernels.reference.conv.conv2d_forward`` (y = W·cols + b),
+    chunked; y has weight's dtype. With ``pack`` the bool copy of x is written while each chunk
+    of x is in cache anyway (no second pass over x).
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x.shape, weight.shape, stride, padding)
@@ -336,22 +354,29 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
     bias = np.ascontiguousarray(bias) if has_bias else np.zeros(0, dtype)
     y = np.empty((n, o, oh, ow), dtype=dtype)
     y3 = y.reshape(n, o, positions)
+    packed = np.empty(x.shape, dtype=np.bool_) if pack else None
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
         cols_buffer = _workspace("cols", k * per_chunk * positions, dtype)
         y2_buffer = _workspace("y2", o * per_chunk * positions, dtype)
         xpad = _workspace("xpad", c * padded_h * padded_w, dtype).reshape(c, padded_h, padded_w)
+        not_binary = 0
         while (chunk := next_chunk()) is not None:
             n0, n1 = chunk
             m = n1 - n0
             cols = cols_buffer[: k * m * positions].reshape(k, m * positions)
             _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols.reshape(k, m, oh, ow))
+            if pack:
+                not_binary += _pack_chunk(x, n0, m, packed)
             y2 = y2_buffer[: o * m * positions].reshape(o, m * positions)
             np.matmul(w2, cols, out=y2)
             _scatter_output(y2.reshape(o, m, positions), bias, has_bias, n0, y3)
+        return not_binary
 
-    _run_chunks(n, per_chunk, work)
+    not_binary = sum(_run_chunks(n, per_chunk, work))
+    if pack:
+        return y, (packed if not_binary == 0 else None)
     return y
 
 

@@ -87,11 +87,13 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
     return out
 
 
-def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
     """y [N, O, OH, OW] of x [N, C, H, W] (float, or bool/uint8 spikes) and weight [O, C, kh, kw].
 
     One GEMM: ``y2 = W2 · cols`` with ``W2 = weight.reshape(O, C*kh*kw)``, then ``y2 [O, N, OH,
     OW]`` is transposed to NCHW and the bias added per output channel. y has weight's dtype.
+    With ``pack=True`` it returns ``(y, pack_binary(x))``: x as bool for saving, or None if x
+    holds a value other than 0 and 1 (the fast kernels pack x while they read it anyway).
     """
     xp = backend.array_module_of(weight)
     o, c, kh, kw = weight.shape
@@ -103,7 +105,8 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0)):
     y = y2.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
     if bias is not None:
         y = y + bias.reshape(1, o, 1, 1)
-    return xp.ascontiguousarray(y)
+    y = xp.ascontiguousarray(y)
+    return (y, pack_binary(x)) if pack else y
 
 
 def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
