@@ -196,3 +196,27 @@ def test_the_engine_rejects_a_gradient_of_the_wrong_shape():
 def test_gradcheck_refuses_float32_inputs():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda x: x * 2.0, Tensor(np.ones(2, dtype=np.float32), requires_grad=True))
+
+
+def test_the_graph_does_not_keep_activations_no_backward_needs():
+    import gc
+    import weakref
+
+    x = Tensor(np.ones(1000), requires_grad=True)
+    hidden = x * 2.0
+    hidden_array = weakref.ref(hidden.data)
+    out = (hidden + 1.0).sum()  # Add saves nothing: the graph needs only hidden's shape and dtype
+    del hidden
+    gc.collect()
+    assert hidden_array() is None
+    out.backward()
+    np.testing.assert_array_equal(x.grad, np.full(1000, 2.0))
+
+
+def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    hidden = x * 3.0
+    hidden.retain_grad()
+    (hidden * hidden).sum().backward()
+    np.testing.assert_allclose(hidden.grad, 2 * np.array([3.0, 6.0]))
+    np.testing.assert_allclose(x.grad, 3 * 2 * np.array([3.0, 6.0]))

@@ -20,6 +20,7 @@ then check it with ``tinyspike.gradcheck``.
 from __future__ import annotations
 
 import threading
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -70,15 +71,33 @@ class Context:
         self.saved_tensors = arrays
 
 
+class Edge:
+    """Where a gradient goes: a leaf Tensor, or output ``index`` of the ``node`` that made an input.
+
+    The graph stores edges, not the input Tensors themselves: holding a non-leaf Tensor would keep
+    its array (an activation) alive until backward even when no backward needs it. Only what a
+    Function saved on its ctx stays in memory. A weak reference finds the Tensor again if it asked
+    for ``retain_grad()``.
+    """
+
+    __slots__ = ("leaf", "node", "index", "shape", "dtype", "tensor_ref")
+
+    def __init__(self, tensor: "Tensor"):
+        self.leaf = tensor if tensor._node is None else None
+        self.node, self.index = tensor._node, tensor._output_index
+        self.shape, self.dtype = tensor.shape, tensor.dtype
+        self.tensor_ref = None if self.leaf is not None else weakref.ref(tensor)
+
+
 class Node:
-    """One recorded Function call: its context and the Tensors it was applied to."""
+    """One recorded Function call: its context and an Edge for each argument that needs a gradient."""
 
     __slots__ = ("function", "ctx", "inputs", "output_meta", "freed")
 
     def __init__(self, function, ctx, inputs, output_meta):
         self.function = function  # the Function subclass
         self.ctx = ctx
-        self.inputs = inputs  # one entry per forward argument: a Tensor needing grad, or None
+        self.inputs = inputs  # one entry per forward argument: an Edge, or None (no gradient wanted)
         self.output_meta = output_meta  # (shape, dtype) of each output, to build zero gradients
         self.freed = False
 
@@ -114,7 +133,7 @@ class Function:
         if not record:
             tensors = tuple(Tensor._wrap(out) for out in outputs)
         else:
-            inputs = [a if need else None for a, need in zip(args, needs)]
+            inputs = [Edge(a) if need else None for a, need in zip(args, needs)]
             node = Node(cls, ctx, inputs, [(o.shape, o.dtype) for o in outputs])
             tensors = tuple(Tensor._wrap(out, node, i) for i, out in enumerate(outputs))
         return tensors if is_tuple else tensors[0]
@@ -322,8 +341,8 @@ def _topological_order(root: Node) -> list[Node]:
     stack = [(root, iter(root.inputs))]
     while stack:
         node, children = stack[-1]
-        for tensor in children:
-            child = tensor._node if tensor is not None else None
+        for edge in children:
+            child = edge.node if edge is not None else None
             if child is not None and id(child) not in visited:
                 visited.add(id(child))
                 stack.append((child, iter(child.inputs)))
@@ -366,20 +385,21 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
                 f"{node.function.__name__}.backward returned {len(grads_in)} gradients "
                 f"for {len(node.inputs)} forward arguments"
             )
-        for tensor, g in zip(node.inputs, grads_in):
-            if tensor is None or g is None:
+        for edge, g in zip(node.inputs, grads_in):
+            if edge is None or g is None:
                 continue
-            if g.shape != tensor.shape or g.dtype != tensor.dtype:
+            if g.shape != edge.shape or g.dtype != edge.dtype:
                 raise RuntimeError(
                     f"{node.function.__name__}.backward returned a gradient of shape {g.shape} dtype {g.dtype} "
-                    f"for an input of shape {tensor.shape} dtype {tensor.dtype}"
+                    f"for an input of shape {edge.shape} dtype {edge.dtype}"
                 )
-            if tensor._node is None:
-                _accumulate_leaf(tensor, g)
+            if edge.leaf is not None:
+                _accumulate_leaf(edge.leaf, g)
             else:
-                if tensor._retain_grad:
+                tensor = edge.tensor_ref()
+                if tensor is not None and tensor._retain_grad:
                     tensor.grad = g.copy() if tensor.grad is None else tensor.grad + g
-                _accumulate(pending, (id(tensor._node), tensor._output_index), g)
+                _accumulate(pending, (id(edge.node), edge.index), g)
         if not retain_graph:
             node.ctx.saved_tensors = ()
             node.freed = True

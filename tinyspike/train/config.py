@@ -141,7 +141,7 @@ def _number_in(name, value, low, high, low_open=False, high_open=False):
 DATASET_DEFAULTS: dict[str, dict] = {
     "digits": dict(
         model=DEFAULT_MODEL, model_options={"widths": [8, 16, 32]}, dataset_options={"size": 16},
-        T=4, epochs=12, batch_size=32, lr=0.1, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
+        T=4, epochs=12, batch_size=64, lr=0.2, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
         augment="none",
     ),
     "digits-dvs": dict(
