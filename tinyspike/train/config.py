@@ -141,12 +141,12 @@ def _number_in(name, value, low, high, low_open=False, high_open=False):
 DATASET_DEFAULTS: dict[str, dict] = {
     "digits": dict(
         model=DEFAULT_MODEL, model_options={"widths": [8, 16, 32]}, dataset_options={"size": 16},
-        T=4, epochs=12, batch_size=64, lr=0.2, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
+        T=4, epochs=12, batch_size=32, lr=0.1, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
         augment="none",
     ),
     "digits-dvs": dict(
-        model=DEFAULT_MODEL, model_options={"widths": [8, 16, 32], "in_channels": 2}, dataset_options={},
-        T=8, epochs=12, batch_size=32, lr=0.1, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
+        model="ms_resnet20_dvs", model_options={}, dataset_options={},
+        T=8, epochs=10, batch_size=20, lr=0.1, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
         augment="none",
     ),
     "cifar10": dict(recipe="depth-study", model="ms_resnet20", T=6),

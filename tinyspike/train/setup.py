@@ -252,10 +252,19 @@ def train(
                 f"output folder {str(out_path)!r} already holds a run; continue it with "
                 f"--resume {out_path} or choose another --out"
             )
+        created = not out_path.exists()
         check_writable(out_path)
         run = None
 
-    parts = build_parts(config, prefetch=prefetch)
+    try:
+        parts = build_parts(config, prefetch=prefetch)
+    except BaseException:
+        if run is None and created:
+            try:
+                out_path.rmdir()  # leave no empty run folder behind a failed start
+            except OSError:
+                pass
+        raise
     if run is None:
         run = RunDir.create(out_path, config.to_dict())
     log(f"run folder: {run.path}")

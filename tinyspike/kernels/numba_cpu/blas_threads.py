@@ -3,8 +3,9 @@
 Why: the convolution (``kernels.numba_cpu.conv``) runs one single-threaded GEMM per chunk of
 samples on each of the two cores itself. If OpenBLAS were also multithreaded, every GEMM would
 wake its own worker threads, which then spin on cores the other chunk needs. Measured on the
-2-core CI machine: a loop of the chunk-sized GEMMs ran 1.5× slower with OpenBLAS's 2 threads
-than with 1, and 10-30× slower when Numba's OpenMP threads were also awake (benchmarks/README.md).
+2-core CI machine: a loop of chunk-sized GEMMs ran 1.3-2.4× slower with OpenBLAS's 2 threads
+than with 1, and up to 40× slower once Numba's OpenMP threads existed (benchmarks/README.md,
+"conv2d").
 
 NumPy has no API for this, so we do what ``threadpoolctl`` does: find the OpenBLAS library NumPy
 loaded and call its ``openblas_set_num_threads`` through ctypes. When no OpenBLAS is found

@@ -20,7 +20,7 @@ positions, sample-major). Why this one and not ``[N*OH*OW, C*kh*kw]``:
   dimension contiguous: ``w2 @ cols`` (forward), ``cols @ dy2.T`` (weight gradient, the operand
   order DESIGN.md measured fastest) and ``w2.T @ dy2`` (input gradient);
 - the price is one transpose ``[O, N, OH*OW] -> [N, O, OH*OW]`` of the output (and of its
-  gradient), which is ``C*kh*kw`` times smaller than ``cols``.
+  gradient), ``C*kh*kw / O`` times smaller than ``cols`` (9× for a 3×3 conv with C = O).
 
 ``col2im`` is the adjoint (transpose) of ``im2col``: it adds every column entry back onto the
 input pixel it was copied from, so ``<im2col(x), c> == <x, col2im(c)>`` for all x, c; this is
