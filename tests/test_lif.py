@@ -383,4 +383,4 @@ def test_function_is_one_node():
     """The whole time loop is one recorded node (two kernel calls per step), not 3·T small ops."""
     x = Tensor(dev(np.ones((6, 2))), requires_grad=True)
     s = lif(x)
-    assert s.grad_fn.function is LIFFunction and all(t is None or t is x for t in s.grad_fn.inputs)
+    assert s.grad_fn.function is LIFFunction and all(e is None or e.leaf is x for e in s.grad_fn.inputs)
