@@ -16,10 +16,10 @@ from tinyspike.models.blocks import (
     VanillaBlock,
     WOLIFBlock,
 )
-from tinyspike.models.registry import build, cifar_depth_to_blocks, list_models
+from tinyspike.models.registry import build, check_model_name, cifar_depth_to_blocks, list_models
 from tinyspike.models.resnet import SpikingResNet, Stem
 
 __all__ = [
-    "build", "list_models", "cifar_depth_to_blocks", "SpikingResNet", "Stem", "BlockConfig", "BLOCKS",
+    "build", "check_model_name", "list_models", "cifar_depth_to_blocks", "SpikingResNet", "Stem", "BlockConfig", "BLOCKS",
     "MSBlock", "SRBBlock", "SRCBlock", "VanillaBlock", "WOLIFBlock", "PlainPair",
 ]

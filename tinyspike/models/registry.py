@@ -88,6 +88,29 @@ def cifar_depth_to_blocks(depth: int) -> int:
     return (depth - 2) // 6
 
 
+def _maker_for(name: str):
+    """The builder function behind a model name (ValueError naming the valid names otherwise)."""
+    key = name.lower()
+    if key in FIXED:
+        return FIXED[key]
+    match = _PATTERN.match(key)
+    if match is None:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())} (<depth> = 6n + 2)")
+    family, depth = match.group(1), int(match.group(2))
+    try:
+        n = cifar_depth_to_blocks(depth)
+    except ValueError as err:
+        raise ValueError(f"model {name!r}: {err}") from None
+    return _cifar(CIFAR_FAMILIES[family], n)
+
+
+def check_model_name(name: str) -> None:
+    """Raise ValueError (naming the valid names) unless ``build`` knows ``name``; builds nothing."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+    _maker_for(name)
+
+
 def build(name: str, num_classes: int | None = None, time_steps: int = 6, **options) -> SpikingResNet:
     """Build a model by name (see the module docstring and ``list_models()``).
 
@@ -101,18 +124,7 @@ def build(name: str, num_classes: int | None = None, time_steps: int = 6, **opti
         num_classes = 1000 if key.endswith("_imagenet") else 10
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    if key in FIXED:
-        maker = FIXED[key]
-    else:
-        match = _PATTERN.match(key)
-        if match is None:
-            raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())} (<depth> = 6n + 2)")
-        family, depth = match.group(1), int(match.group(2))
-        try:
-            n = cifar_depth_to_blocks(depth)
-        except ValueError as err:
-            raise ValueError(f"model {name!r}: {err}") from None
-        maker = _cifar(CIFAR_FAMILIES[family], n)
+    maker = _maker_for(name)
     _check_options(key, options)
     model = maker(num_classes=num_classes, time_steps=time_steps, **options)
     model.name = key

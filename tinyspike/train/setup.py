@@ -42,18 +42,12 @@ class RunParts:
 
 def check_model_name(name: str) -> None:
     """Raise ConfigError unless ``name`` is a model the registry can build (without building it)."""
-    from tinyspike.models import list_models, registry
+    from tinyspike.models import registry
 
-    key = str(name).lower()
-    if key in registry.FIXED:
-        return
-    match = registry._PATTERN.match(key)
-    if match is None:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())} (<depth> = 6n + 2)")
     try:
-        registry.cifar_depth_to_blocks(int(match.group(2)))
+        registry.check_model_name(str(name))
     except ValueError as err:
-        raise ConfigError(f"model {name!r}: {err}") from None
+        raise ConfigError(str(err)) from None
 
 
 def first_conv(model):
