@@ -15,9 +15,19 @@ The layers, each importing only the ones above it (see DESIGN.md):
     cli         tinyspike train | eval | info
 """
 
-from tinyspike.backend import seed, to_numpy, use
-from tinyspike.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
-from tinyspike.gradcheck import GradcheckError, gradcheck
+import os
+
+# OpenMP waiting policy for the Numba kernels. By default an OpenMP worker spins after a parallel
+# loop, waiting for the next one. On a machine with few cores that spinning steals the core that
+# OpenBLAS (the conv GEMMs) or another process needs, and a parallel kernel then waits for a
+# scheduler tick (4 ms) to get it back: batch norm and LIF calls took 4-16 ms instead of 1-2 ms.
+# Passive waiting removed that (benchmarks/README.md: MS-ResNet-20 training step 1.97 s -> 1.74 s
+# median on 2 cores). Set only if the user has not chosen, and before any OpenMP loop has run.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from tinyspike.backend import seed, to_numpy, use  # noqa: E402
+from tinyspike.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from tinyspike.gradcheck import GradcheckError, gradcheck  # noqa: E402
 
 __version__ = "0.1.0"
 
