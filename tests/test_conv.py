@@ -226,7 +226,8 @@ def test_conv2d_forward_equals_direct_convolution(choice, geometry, with_bias, s
 def test_gradients_of_only_some_inputs():
     """x constant (the stem conv on images), or only x wanting a gradient: the others stay None."""
     rng = np.random.default_rng(3)
-    x, weight, g = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 4, 6, 5))
+    x, weight = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((2, 4, 6, 5))
     w_t = Tensor(dev(weight), requires_grad=True)
     conv2d(dev(x), w_t, padding=1).backward(dev(g))
     _, expected_w, _ = kernels.get("conv", "conv2d_backward", "reference")(
@@ -355,7 +356,9 @@ def test_reference_kernels_run_on_cupy():
     backward = kernels.get("conv", "conv2d_backward", "reference")
     y = forward(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), (2, 2), (1, 0))
     np.testing.assert_allclose(y.get(), direct_conv(x, weight, bias, (2, 2), (1, 0)), rtol=1e-10, atol=1e-10)
-    on_gpu = backward(cupy.asarray(g), cupy.asarray(x), cupy.asarray(weight), (2, 2), (1, 0), ALL, x.shape, weight.shape)
+    on_gpu = backward(
+        cupy.asarray(g), cupy.asarray(x), cupy.asarray(weight), (2, 2), (1, 0), ALL, x.shape, weight.shape
+    )
     on_cpu = backward(g, x, weight, (2, 2), (1, 0), ALL, x.shape, weight.shape)
     for a, b in zip(on_gpu, on_cpu):
         np.testing.assert_allclose(a.get(), b, rtol=1e-10, atol=1e-10)
