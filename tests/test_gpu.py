@@ -336,9 +336,45 @@ def test_checkpoint_saved_on_gpu_loads_on_cpu(gpu, tmp_path):
     backend.use("numpy")
     cpu_model = build_on("ms_resnet8", None, np.float64, **options)
     extras = load_checkpoint(path, cpu_model)
-    assert extras.get("epoch", 3) == 3
+    assert extras["epoch"] == 3
     for name, value in cpu_model.state_dict().items():
         assert isinstance(value, np.ndarray)
         np.testing.assert_array_equal(value, gpu_model.to_numpy_state()[name])
     cpu_model.eval()
     assert rel_err(host(cpu_model(Tensor(x))), want) <= 1e-6
+
+
+def test_benchmark_pytorch_model_equals_tinyspike_ms_resnet20():
+    """benchmarks/bench_gpu.py times a PyTorch MS-ResNet-20 against ours: it must be the same net.
+
+    Same weights (parameters in the same order; the zero-initialised second BNs set non-zero so
+    that every branch counts), float64, on the CPU: logits and every gradient agree to rounding.
+    """
+    import os
+    import sys
+
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    ours = build_on("ms_resnet20", None, np.float64, time_steps=2)
+    theirs = bench_gpu.build_torch_model(torch, 20, time_steps=2).double()
+    pairs = list(zip(ours.named_parameters(), theirs.parameters()))
+    assert len(pairs) == len(list(theirs.parameters())) == len(list(ours.parameters()))
+    for (name, p), q in pairs:
+        assert tuple(p.shape) == tuple(q.shape), name
+        if name.endswith("bn2.weight"):
+            p.data[...] = rng.uniform(0.2, 0.8, p.shape)
+        with torch.no_grad():
+            q.copy_(torch.from_numpy(np.array(p.data)))
+    x, y = rng.standard_normal((3, 3, 32, 32)), rng.integers(0, 10, 3)
+    logits = ours(Tensor(x))
+    cross_entropy(logits, y).backward()
+    torch_logits = theirs(torch.from_numpy(x))
+    torch.nn.functional.cross_entropy(torch_logits, torch.from_numpy(y)).backward()
+    assert rel_err(logits.data, torch_logits.detach().numpy()) <= 1e-10
+    for (name, p), q in pairs:
+        assert rel_err(p.grad, q.grad.numpy()) <= 1e-8 or np.abs(q.grad.numpy()).max() < 1e-12, name
