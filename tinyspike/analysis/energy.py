@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tinyspike import backend
+from tinyspike.analysis.hooks import HookedObserver
 
 
 def _array(value):
@@ -262,7 +263,7 @@ class _ConvStats:
         self.order = None
 
 
-class EnergyCounter:
+class EnergyCounter(HookedObserver):
     """Forward hooks on every conv of ``model`` that gather what ``report()`` needs.
 
     Use it around evaluation forwards (``with EnergyCounter(model) as c: ...; c.report(T)``).
@@ -271,7 +272,7 @@ class EnergyCounter:
 
     def __init__(self, model):
         self._stats: "OrderedDict[str, _ConvStats]" = OrderedDict()
-        self._handles = []
+        super().__init__()
         self._calls = 0
         for name, module in model.named_modules():
             if is_conv_layer(module):
@@ -303,17 +304,6 @@ class EnergyCounter:
 
         return hook
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-        return False
 
     def report(self, time_steps: int, images: int = 0) -> EnergyReport:
         """The per-image report for ``time_steps`` steps (convs that never ran are left out)."""

@@ -27,6 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from tinyspike import backend
+from tinyspike.analysis.hooks import HookedObserver
 
 
 def _array(value):
@@ -52,7 +53,7 @@ def spiking_layers(model) -> list[tuple[str, object]]:
     return [(name or type(m).__name__, m) for name, m in model.named_modules() if is_spiking_layer(m)]
 
 
-class FiringRateMonitor:
+class FiringRateMonitor(HookedObserver):
     """Count the spikes of every LIF layer of ``model`` over the forward calls it sees.
 
     Args:
@@ -74,7 +75,7 @@ class FiringRateMonitor:
             found = [(n, m) for n, m in found if n in wanted]
         self.names = [n for n, _ in found]
         self.enabled = True
-        self._handles = []
+        super().__init__()
         self._spikes: dict = {}
         self._counts: dict = {}
         self.reset()
@@ -98,18 +99,6 @@ class FiringRateMonitor:
         self._spikes = {n: 0.0 for n in self.names}
         self._counts = {n: 0 for n in self.names}
 
-    def remove(self) -> None:
-        """Unregister the hooks."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-        return False
 
     def spike_counts(self) -> "OrderedDict[str, tuple[float, int]]":
         """``{layer: (spikes, neuron-steps)}`` counted since the last reset."""
