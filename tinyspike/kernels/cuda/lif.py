@@ -34,7 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from tinyspike.kernels.reference import lif as reference
-from tinyspike.kernels.reference.lif import saves_codes  # noqa: F401 (re-export: same decision)
+from tinyspike.kernels.reference.lif import is_builtin_surrogate, saves_codes  # noqa: F401 (re-export: same decision)
 
 BLOCK = 256
 COMPILE_OPTIONS = ("--fmad=false",)  # see "Exactness" above
@@ -188,8 +188,7 @@ def _function(dtype_str: str, surrogate_name: str, kernel_name: str):
 
 def _native(surrogate, dtype) -> bool:
     """True when a CUDA kernel covers this call (else the reference kernel runs, on CuPy arrays)."""
-    built_in = type(surrogate).__module__ == "tinyspike.functional.surrogate"
-    return built_in and surrogate.name in _SURROGATES and np.dtype(dtype) in _C_TYPES
+    return is_builtin_surrogate(surrogate) and surrogate.name in _SURROGATES and np.dtype(dtype) in _C_TYPES
 
 
 def _launch(kernel, n: int, args) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from tinyspike.kernels.reference import lif as _reference
-from tinyspike.kernels.reference.lif import MASK_BIT, SPIKE_BIT, saves_codes
+from tinyspike.kernels.reference.lif import MASK_BIT, SPIKE_BIT, is_builtin_surrogate, saves_codes
 
 CHUNK = 4096  # neurons per task: carried state (4096 × 4 B) stays in L1/L2, enough tasks to balance
 
@@ -166,7 +166,7 @@ def _backward_membrane(grad_spikes, membrane, kind, k, detach_reset, grad_x):
 
 
 def _compiled(array, surrogate) -> bool:
-    return surrogate.name in KINDS and array.dtype in (np.float32, np.float64)
+    return is_builtin_surrogate(surrogate) and surrogate.name in KINDS and array.dtype in (np.float32, np.float64)
 
 
 def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = True):

@@ -25,7 +25,8 @@ while reading x only once (a two-pass or a Welford update per element would cost
 second sweep over memory or a division per element). The test suite checks equality with the
 two-pass reference, also for data with |μ|/σ = 1e4.
 
-Fast-math: reassociation (so the reductions vectorise) and contraction (FMA) only; not
+Fast-math: reassociation (so the reductions vectorise), contraction (FMA), and the harmless
+``nsz`` (sign of zero) and ``arcp`` (reciprocals; these kernels divide nothing) only; not
 ``nnan``/``ninf``, because a NaN in the activations must propagate to the loss, where the
 Trainer catches it.
 """

@@ -36,9 +36,24 @@ SPIKE_BIT = 1  # code bit 0: s[t]
 MASK_BIT = 2  # code bit 1: the rectangular surrogate is non-zero, |u[t] - V_th| < a/2
 
 
+def is_builtin_surrogate(surrogate) -> bool:
+    """True for an instance of one of tinyspike's own surrogate classes (not a user subclass).
+
+    The fast kernels and the 1-byte code path hard-code the built-in formulas, keyed by ``name``. A
+    user's subclass inherits that name but may override ``grad``, so it must take the generic
+    path that calls its ``grad``. (Checked by module name: kernels sit below ``functional``.)
+    """
+    return type(surrogate).__module__ == "tinyspike.functional.surrogate"
+
+
 def saves_codes(surrogate, detach_reset: bool) -> bool:
     """True when forward saves uint8 codes (s, mask) instead of the float membrane u."""
-    return bool(detach_reset) and surrogate.name == "rectangular" and surrogate.binary
+    return (
+        bool(detach_reset)
+        and is_builtin_surrogate(surrogate)
+        and surrogate.name == "rectangular"
+        and surrogate.binary
+    )
 
 
 def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = True):
