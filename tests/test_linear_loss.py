@@ -86,6 +86,8 @@ def test_relu():
     np.testing.assert_array_equal(host(relu(Tensor(dev(x)))), np.maximum(x, 0))
     assert gradcheck(relu, dev(x))
     assert relu(Tensor(dev(x.astype(np.float32)))).dtype == np.float32
+    (mask,) = relu(Tensor(dev(x), requires_grad=True)).grad_fn.ctx.saved_tensors
+    assert mask.dtype == bool  # the docstring's promise: 1 byte per element, not x's 8
 
 
 # ---- dropout -------------------------------------------------------------------------------------
@@ -126,9 +128,9 @@ def test_dropout_eval_and_p_zero_are_identity_and_global_rng_is_used():
 @pytest.mark.parametrize(
     "kwargs, error, word",
     [
-        (dict(p=1.0), ValueError, "p"),
-        (dict(p=-0.1), ValueError, "p"),
-        (dict(p="0.5"), TypeError, "p"),
+        (dict(p=1.0), ValueError, "p must"),
+        (dict(p=-0.1), ValueError, "p must"),
+        (dict(p="0.5"), TypeError, "p must"),
         (dict(training=1), TypeError, "training"),
         (dict(rng=42), TypeError, "rng"),
     ],

@@ -163,7 +163,7 @@ def test_global_avg_pool_gradcheck_and_shape(shape):
 @pytest.mark.parametrize(
     "x_shape, args, error, word",
     [
-        ((2, 4, 4), (2,), ValueError, "x"),
+        ((2, 4, 4), (2,), ValueError, "x must"),
         ((1, 1, 4, 4), (0,), ValueError, "kernel_size"),
         ((1, 1, 4, 4), (2.0,), TypeError, "kernel_size"),
         ((1, 1, 4, 4), (2, 0), ValueError, "stride"),
@@ -180,5 +180,5 @@ def test_bad_arguments(fn, x_shape, args, error, word):
 def test_bad_adaptive_arguments():
     with pytest.raises(ValueError, match="output_size"):
         adaptive_avg_pool2d(Tensor(dev(np.ones((1, 1, 4, 4)))), 0)
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match="x must"):
         global_avg_pool2d(Tensor(dev(np.ones((4, 4)))))

@@ -32,6 +32,7 @@ _grad_mode = threading.local()
 
 
 def is_grad_enabled() -> bool:
+    """Whether operations on this thread are recorded for backward (False inside ``no_grad()``)."""
     return getattr(_grad_mode, "enabled", True)
 
 
@@ -48,6 +49,7 @@ def no_grad():
 
 @contextmanager
 def enable_grad():
+    """Record the graph again inside the block, even within an enclosing ``no_grad()``."""
     previous = is_grad_enabled()
     _grad_mode.enabled = True
     try:

@@ -77,7 +77,7 @@ def xp() -> types.ModuleType:
 
 def array_module_of(array) -> types.ModuleType:
     """The module an array belongs to (``cupy`` for a CuPy array, else ``numpy``)."""
-    if type(array).__module__.startswith("cupy"):
+    if is_gpu_array(array):
         import cupy
 
         return cupy
@@ -85,6 +85,7 @@ def array_module_of(array) -> types.ModuleType:
 
 
 def is_gpu_array(array) -> bool:
+    """True for a CuPy array (checked by type, so CuPy is never imported to answer)."""
     return type(array).__module__.startswith("cupy")
 
 

@@ -97,7 +97,7 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         y = a / b
-        ctx.save_for_backward(b, y)
+        ctx.save_for_backward(b, y if ctx.needs_input_grad[1] else None)  # y only for dL/db
         ctx.shapes = (a.shape, b.shape)
         return y
 

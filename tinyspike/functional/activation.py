@@ -20,9 +20,8 @@ class ReLUFunction(Function):
 
     @staticmethod
     def forward(ctx, x):
-        mask = x > 0
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(mask)
+            ctx.save_for_backward(x > 0)
         return backend.array_module_of(x).maximum(x, x.dtype.type(0))
 
     @staticmethod

@@ -37,7 +37,8 @@ reductions (Σg, Σg(x − μ)) and one element-wise pass: the ``bn_backward_*``
 Backward, evaluation mode: μ and r are constants, so dL/dx = γ r g, dL/dγ = Σ g x̂, dL/dβ = Σ g.
 
 Saved for backward (the memory of a training step): the input x itself, and only when the
-gradient of x or γ is wanted (the gradient of β needs only g), plus μ, r and γ ([C] each).
+gradient of γ is wanted, or that of x in training mode (β's gradient needs only g, and x's in
+evaluation mode only γr), plus μ, r and γ ([C] each).
 Not x̂: it has x's size, and x is kept alive anyway at no cost when it is a view of the caller's
 array, while x̂ would be a second full-size array written in forward. Not y: recovering x̂ from
 (y − β)/γ fails for γ = 0, which is exactly the zero-init of every block's second BN.
