@@ -135,6 +135,13 @@ def test_python_numbers_take_the_tensor_dtype_and_mixed_dtypes_raise():
         x + Tensor(np.ones(2, dtype=np.float64))
 
 
+def test_arrays_and_numpy_scalars_keep_their_dtype_python_floats_take_the_default():
+    assert Tensor(np.float64(1.5)).dtype == np.float64
+    assert Tensor(np.ones(2, dtype=np.float64)).dtype == np.float64
+    assert Tensor(1.5).dtype == np.float32
+    assert Tensor([1.0, 2.0]).dtype == np.float32
+
+
 def test_integer_tensors_cannot_require_grad():
     with pytest.raises(TypeError, match="floating"):
         Tensor(np.arange(3), requires_grad=True)

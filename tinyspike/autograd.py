@@ -157,7 +157,9 @@ class Tensor:
             raise TypeError("data is already a Tensor: use tensor.detach() to share its array")
         if _is_array(data):
             array = data if backend.array_module_of(data) is backend.xp() else backend.to_device(data)
-        else:
+        elif isinstance(data, np.generic):  # a NumPy scalar has a dtype of its own: keep it
+            array = backend.xp().asarray(data)
+        else:  # Python numbers and lists: floats take the default dtype
             array = backend.xp().asarray(data)
             if array.dtype.kind == "f":
                 array = array.astype(backend.default_dtype(), copy=False)
