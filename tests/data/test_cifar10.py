@@ -31,6 +31,7 @@ def test_write_read_round_trip(tmp_path_factory, n, seed):
     path = tmp_path_factory.mktemp("rt") / "data_batch_1.bin"
     write_cifar10_batch(path, images, labels)
     assert path.stat().st_size == n * 3073
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     got_images, got_labels = read_cifar10_batch(path)
     assert got_images.dtype == np.uint8 and got_labels.dtype == np.int64
     np.testing.assert_array_equal(got_images, images)

@@ -123,6 +123,8 @@ def test_member_allow_list():
     assert ok("airplane/cifar10_airplane_999.aedat") and ok("airplane")
     for name in (
         "airplane/cifar10_airplane_1000.aedat",  # out of range
+        "airplane/cifar10_airplane_01.aedat",  # leading zero: would alias recording 1
+        "airplane/cifar10_airplane_00.aedat",
         "airplane/../cifar10_airplane_1.aedat",
         "../airplane/cifar10_airplane_1.aedat",
         "/airplane/cifar10_airplane_1.aedat",

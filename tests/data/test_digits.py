@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from tinyspike.data.digits import Digits, load_digits_raw, upsample
+from tinyspike.data.digits import N_IMAGES, Digits, build_digits_npz, load_digits_raw, upsample
 
 
 def test_stored_arrays():
@@ -79,3 +79,29 @@ def test_upsample_bilinear_of_a_ramp_is_monotone():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         Digits(**kwargs)
+
+
+def _digits_csv_gz(path, table):
+    import gzip
+
+    with gzip.open(path, "wt") as f:
+        np.savetxt(f, table, fmt="%d", delimiter=",")
+    return path
+
+
+def test_build_digits_npz_round_trip_and_errors_name_the_file(tmp_path):
+    images, labels = load_digits_raw()
+    table = np.concatenate([images.reshape(N_IMAGES, 64), labels[:, None]], axis=1)
+    out = build_digits_npz(_digits_csv_gz(tmp_path / "digits.csv.gz", table), tmp_path / "d.npz")
+    with np.load(out, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["images"], images)
+        np.testing.assert_array_equal(npz["labels"], labels)
+    bad = table.copy()
+    bad[5, 64] = 10
+    src = _digits_csv_gz(tmp_path / "bad.csv.gz", bad)
+    with pytest.raises(ValueError, match=r"bad\.csv\.gz: values out of range"):
+        build_digits_npz(src, tmp_path / "x.npz")
+    src = _digits_csv_gz(tmp_path / "short.csv.gz", table[:-1])
+    with pytest.raises(ValueError, match=r"short\.csv\.gz: not the 1797"):
+        build_digits_npz(src, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()

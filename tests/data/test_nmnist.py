@@ -91,6 +91,9 @@ def test_label_list_errors(tmp_path):
     f.write_text("1\n")
     with pytest.raises(ValueError, match="expected 'sample_id class'"):
         read_label_list(f)
+    f.write_text("1 \u00b2\n")  # '²'.isdigit() is True but int('²') fails
+    with pytest.raises(ValueError, match=r"train\.txt, line 1: expected 'sample_id class'"):
+        read_label_list(f)
 
 
 @needs_nmnist

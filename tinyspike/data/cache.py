@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from tinyspike.data.download import default_cache_dir
+from tinyspike.data.events import frames_from_files
 
 log = logging.getLogger(__name__)
 
@@ -220,3 +221,37 @@ def cached_arrays(
         cache_key(params)  # still validate the parameters, so both paths reject the same input
         return dict(build())
     return FrameCache(cache_dir).get_or_build(params, build)
+
+
+def cached_frames(
+    params: Mapping,
+    paths,
+    read: Callable,
+    T: int,
+    sensor_size: tuple[int, int],
+    split_by: str,
+    *,
+    size=None,
+    dtype=np.float32,
+    cache_dir=None,
+    use_cache: bool = True,
+    progress: bool = False,
+    desc: str = "frames",
+) -> np.ndarray:
+    """``[N, T, 2, H', W']`` frames of one file per sample, through the cache.
+
+    Builds with ``frames_from_files(paths, read, ...)``, stores the counts compactly
+    (``compact_counts``) under ``params`` and returns them as ``dtype`` (exact: ``to_frames``
+    checked at build time that every count fits ``dtype``).
+    """
+    dtype = np.dtype(dtype)
+
+    def build():
+        frames = frames_from_files(
+            paths, read, T, sensor_size, split_by, size=size, dtype=dtype,
+            progress=progress, desc=desc,
+        )
+        return {"frames": compact_counts(frames)}
+
+    stored = cached_arrays(params, build, cache_dir=cache_dir, use_cache=use_cache)["frames"]
+    return stored.astype(dtype, copy=False)

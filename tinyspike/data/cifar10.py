@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyspike.data.cache import atomic_write_bytes
 from tinyspike.data.dataset import ArrayDataset, stratified_split
 from tinyspike.data.download import default_cache_dir, download_url, safe_extract
 
@@ -88,13 +89,8 @@ def write_cifar10_batch(path: str | os.PathLike, images: np.ndarray, labels: np.
     records = np.empty((images.shape[0], RECORD_BYTES), dtype=np.uint8)
     records[:, 0] = labels
     records[:, 1:] = images.reshape(images.shape[0], -1)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        records.tofile(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # A unique temporary name (mkstemp), so two writers of the same path cannot clobber each other.
+    return atomic_write_bytes(path, records.tobytes())
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from tinyspike.data.aedat import DVS128_SIZE, read_aedat2
-from tinyspike.data.cache import cached_arrays, compact_counts, file_fingerprints
+from tinyspike.data.cache import cached_frames, file_fingerprints
 from tinyspike.data.dataset import ArrayDataset
 from tinyspike.data.download import default_cache_dir, download_url, safe_extract
-from tinyspike.data.events import check_frame_args, frames_from_files, output_size
+from tinyspike.data.events import check_frame_args, output_size
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 RECORDINGS_PER_CLASS = 1000
@@ -61,8 +61,9 @@ ORIENTATIONS = ("sensor", "spikingjelly")
 
 
 def _recording_re(cls: str) -> re.Pattern:
-    # Indices as written by the dataset (no sign, at most 4 digits); the range is checked apart.
-    return re.compile(rf"cifar10_{re.escape(cls)}_(\d{{1,4}})\.aedat")
+    # Indices as written by the dataset (no sign, no leading zeros, so ``_1`` and ``_01`` cannot
+    # both count as recording 1; at most 4 digits); the range is checked apart.
+    return re.compile(rf"cifar10_{re.escape(cls)}_(0|[1-9]\d{{0,3}})\.aedat")
 
 
 def allowed_member(cls: str):
@@ -215,18 +216,14 @@ class CIFAR10DVS(ArrayDataset):
             "files": file_fingerprints(paths, root),
         }
 
-        def build():
-            def read(path):
-                return reorient(read_aedat2(path, special=special, on_decrease=on_decrease), orientation)
+        def read(path):
+            return reorient(read_aedat2(path, special=special, on_decrease=on_decrease), orientation)
 
-            frames = frames_from_files(
-                paths, read, T, DVS128_SIZE, split_by, size=size, dtype=dtype,
-                progress=progress, desc=f"CIFAR10-DVS {split} -> frames",
-            )
-            return {"frames": compact_counts(frames)}
-
-        stored = cached_arrays(params, build, cache_dir=cache_dir, use_cache=use_cache)["frames"]
-        frames = stored.astype(dtype, copy=False)
+        frames = cached_frames(
+            params, paths, read, T, DVS128_SIZE, split_by, size=size, dtype=dtype,
+            cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+            desc=f"CIFAR10-DVS {split} -> frames",
+        )
         split_note = {
             "train": "PLIF split: recordings 0-899 of each class",
             "test": "PLIF split: recordings 900-999 of each class",

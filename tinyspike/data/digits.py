@@ -32,8 +32,13 @@ def build_digits_npz(csv_gz: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Convert scikit-learn's ``digits.csv.gz`` (64 pixel columns then the label) to ``out``."""
     with gzip.open(csv_gz, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
-    if table.shape != (N_IMAGES, 65) or table[:, :64].max() > 16 or table[:, 64].max() > 9:
+    if table.shape != (N_IMAGES, 65):
         raise ValueError(f"{csv_gz}: not the 1797×65 digits table (got shape {table.shape})")
+    if table.min() < 0 or table[:, :64].max() > 16 or table[:, 64].max() > 9:
+        raise ValueError(
+            f"{csv_gz}: values out of range (pixels must be 0-16, labels 0-9; got pixels up to "
+            f"{table[:, :64].max()}, labels up to {table[:, 64].max()}, minimum {table.min()})"
+        )
     images = table[:, :64].reshape(-1, 8, 8).astype(np.uint8)
     labels = table[:, 64].astype(np.uint8)
     np.savez_compressed(out, images=images, labels=labels)

@@ -27,13 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyspike.data.cache import (
-    atomic_write_bytes, cached_arrays, compact_counts, file_fingerprints,
-)
+from tinyspike.data.cache import atomic_write_bytes, cached_frames, file_fingerprints
 from tinyspike.data.dataset import ArrayDataset
-from tinyspike.data.events import (
-    EVENT_DTYPE, check_events, check_frame_args, frames_from_files, output_size,
-)
+from tinyspike.data.events import EVENT_DTYPE, check_events, check_frame_args, output_size
 
 NMNIST_SIZE = (34, 34)  # (H, W)
 CLASSES = tuple(str(d) for d in range(10))
@@ -112,7 +108,7 @@ def read_label_list(path) -> dict[int, int]:
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
             raise ValueError(f"{path}, line {n}: expected 'sample_id class', got {line!r}")
         sample, cls = int(parts[0]), int(parts[1])
         if cls > 9:
@@ -241,18 +237,14 @@ class NMNIST(ArrayDataset):
             "labels": labels.tolist(),
         }
 
-        def build():
-            def read(path):
-                return read_nmnist(path, on_decrease=on_decrease)
+        def read(path):
+            return read_nmnist(path, on_decrease=on_decrease)
 
-            frames = frames_from_files(
-                paths, read, T, NMNIST_SIZE, split_by, size=size, dtype=dtype,
-                progress=progress, desc=f"N-MNIST {split} -> frames",
-            )
-            return {"frames": compact_counts(frames)}
-
-        stored = cached_arrays(params, build, cache_dir=cache_dir, use_cache=use_cache)["frames"]
-        frames = stored.astype(dtype, copy=False)  # exact: the counts fit dtype (checked at build)
+        frames = cached_frames(
+            params, paths, read, T, NMNIST_SIZE, split_by, size=size, dtype=dtype,
+            cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+            desc=f"N-MNIST {split} -> frames",
+        )
         H, W = frames.shape[-2:]
         super().__init__(
             frames, labels, CLASSES, time_steps=int(T),
