@@ -64,7 +64,8 @@ def test_state_dict_key_names_follow_the_attribute_paths():
     keys = list(models.build("ms_resnet20").state_dict())
     assert keys[:3] == ["stem.convs.0.weight", "stem.bn.weight", "stem.bn.bias"]
     assert "stages.1.0.shortcut.0.weight" in keys and "stages.1.0.shortcut.1.running_var" in keys
-    assert keys[-2:] == ["fc.weight", "fc.bias"] or keys[-1].endswith("running_var")
+    parameters = [k for k in keys if not k.endswith(("running_mean", "running_var"))]
+    assert parameters[-2:] == ["fc.weight", "fc.bias"]
     deep = models.build("ms_resnet104_imagenet", num_classes=10)
     names = dict(deep.named_parameters())
     assert "stages.0.0.shortcut.1.weight" in names  # AvgPool → Conv1×1 → BN
@@ -84,6 +85,8 @@ def test_list_models_and_build_errors():
         models.build("ms_resnet18")
     with pytest.raises(TypeError, match="colour"):
         models.build("ms_resnet20", colour="red")
+    with pytest.raises(ValueError, match="p must be in"):
+        models.build("ms_resnet8", dropout=-0.1)
     assert models.build("ms_resnet18_imagenet", num_classes=5).fc.out_features == 5
 
 
@@ -125,6 +128,26 @@ def test_block_orders_per_reference_section_4():
         assert len(np.unique(out)) > 2, block_class.__name__  # real-valued stream
     src = models.SRCBlock(8, 8, 1, config)
     np.testing.assert_array_equal(np.unique(np.round(src(x).data - x.data, 5)), [0.0, 1.0])  # x + spikes
+
+
+def test_which_convs_see_spikes_per_reference_section_4():
+    # REFERENCE §4: in MS and SR-B both convs receive spikes; in vanilla, W/O LIF and SR-C the first
+    # conv receives the (real or spike) stream itself, the second receives spikes.
+    x = images((2, 2, 8, 6, 6)) * 3.0
+    config = models.BlockConfig(generator=0, zero_init=False)
+    expected = {
+        models.MSBlock: (True, True), models.SRBBlock: (True, True), models.SRCBlock: (False, True),
+        models.WOLIFBlock: (False, True), models.VanillaBlock: (False, True), models.PlainPair: (False, True),
+    }
+    for block_class, (first, second) in expected.items():
+        block = block_class(8, 8, 1, config)
+        seen = {}
+        for name in ("conv1", "conv2"):
+            getattr(block, name).register_forward_hook(
+                lambda m, inputs, out, name=name: seen.__setitem__(name, bool(np.isin(inputs[0].data, (0.0, 1.0)).all()))
+            )
+        block(x)
+        assert (seen["conv1"], seen["conv2"]) == (first, second), block_class.__name__
 
 
 # ---- networks ---------------------------------------------------------------------------------------

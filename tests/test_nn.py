@@ -153,6 +153,7 @@ def test_tdbn_starts_at_alpha_vth_and_normalises_over_time_and_batch():
     std = np.sqrt(folded.var(axis=(0, 2, 3)) + 1e-5)
     np.testing.assert_allclose(y, 0.5 * (x - mean[:, None, None]) / std[:, None, None], atol=1e-5)
     n = folded.size // 3
+    np.testing.assert_allclose(bn.running_mean, 0.1 * mean, rtol=1e-5)  # momentum 0.1 from 0
     np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * folded.var(axis=(0, 2, 3)) * n / (n - 1), rtol=1e-5)
 
 
@@ -202,6 +203,8 @@ def test_layer_argument_errors_name_the_argument():
         nn.LIF()(Tensor(np.ones(3, dtype=np.float32)))
     with pytest.raises(ValueError, match="shape"):
         nn.BatchNorm2d(3)(Tensor(np.ones((2, 3), dtype=np.float32)))
+    with pytest.raises(ValueError, match="alpha"):
+        nn.TDBatchNorm(3, alpha="1")
 
 
 # ---- broadcast over time --------------------------------------------------------------------------

@@ -178,6 +178,7 @@ def test_defaults_recipes_and_overrides():
     ({"T": 0}, "T must be a positive int"),
     ({"lr": -1.0}, "lr must be a positive number"),
     ({"epochs": 0}, "epochs must be a positive int"),
+    ({"epochs": 3, "warmup_epochs": 3}, r"warmup_epochs must be an int in \[0, epochs\)"),
 ])
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ValueError, match=message):

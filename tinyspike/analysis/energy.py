@@ -40,14 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tinyspike import backend
-from tinyspike.analysis.hooks import HookedObserver
-
-
-def _array(value):
-    """The backend array of a Tensor (or the array itself; ``ndarray.data`` is a memoryview)."""
-    from tinyspike.autograd import Tensor
-
-    return value.data if isinstance(value, Tensor) else value
+from tinyspike.analysis.hooks import HookedObserver, array_of as _array
 
 E_MAC = 4.6e-12  # joules per 32-bit float multiply-accumulate, 45 nm (Horowitz 2014)
 E_AC = 0.9e-12  # joules per 32-bit float accumulate
@@ -303,7 +296,6 @@ class EnergyCounter(HookedObserver):
             return None
 
         return hook
-
 
     def report(self, time_steps: int, images: int = 0) -> EnergyReport:
         """The per-image report for ``time_steps`` steps (convs that never ran are left out)."""

@@ -27,14 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from tinyspike import backend
-from tinyspike.analysis.hooks import HookedObserver
-
-
-def _array(value):
-    """The backend array of a Tensor (or the array itself; ``ndarray.data`` is a memoryview)."""
-    from tinyspike.autograd import Tensor
-
-    return value.data if isinstance(value, Tensor) else value
+from tinyspike.analysis.hooks import HookedObserver, array_of as _array
 
 
 def is_spiking_layer(module) -> bool:
@@ -98,7 +91,6 @@ class FiringRateMonitor(HookedObserver):
         """Forget everything counted so far (e.g. at the start of an epoch)."""
         self._spikes = {n: 0.0 for n in self.names}
         self._counts = {n: 0 for n in self.names}
-
 
     def spike_counts(self) -> "OrderedDict[str, tuple[float, int]]":
         """``{layer: (spikes, neuron-steps)}`` counted since the last reset."""

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def array_of(value):
+    """The backend array of a Tensor (or the array itself; ``ndarray.data`` is a memoryview)."""
+    from tinyspike.autograd import Tensor
+
+    return value.data if isinstance(value, Tensor) else value
+
+
 class HookedObserver:
     """Holds the hook handles it registered; ``remove()`` (or leaving a ``with`` block) unhooks all.
 

@@ -43,7 +43,7 @@ class BlockConfig:
         if shortcut not in ("conv", "avgpool"):
             raise ValueError(f"shortcut must be 'conv' or 'avgpool', got {shortcut!r}")
         if zero_init not in ("auto", True, False):
-            raise ValueError(f"zero_init_residual must be 'auto', True or False, got {zero_init!r}")
+            raise ValueError(f"zero_init (zero_init_residual) must be 'auto', True or False, got {zero_init!r}")
         self.v_th, self.decay, self.detach_reset, self.surrogate = v_th, decay, detach_reset, surrogate
         self.bn_alpha, self.shortcut, self.zero_init = bn_alpha, shortcut, zero_init
         self.generator = init.resolve_generator(generator)

@@ -118,7 +118,7 @@ class SpikingResNet(nn.Module):
             channels = width
         self.stages = nn.ModuleList(stages)
         self.head_lif = None if spiking_stream else config.lif()
-        self.dropout = nn.Dropout(dropout, generator=rng) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Identity() if dropout == 0 else nn.Dropout(dropout, generator=rng)  # Dropout checks p
         self.fc = nn.Linear(channels, num_classes, generator=rng)
 
     def forward(self, x, time_steps=None):

@@ -131,6 +131,9 @@ class TDBatchNorm(BatchNorm2d):
     """
 
     def __init__(self, num_features, alpha=1.0, v_th=0.5, eps=1e-5, momentum=0.1, affine=True):
+        for name, value in (("alpha", alpha), ("v_th", v_th)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"TDBatchNorm: {name} must be a number, got {value!r}")
         super().__init__(num_features, eps, momentum, affine, gamma_init=float(alpha) * float(v_th))
         self.alpha, self.v_th = float(alpha), float(v_th)
 

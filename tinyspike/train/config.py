@@ -102,7 +102,8 @@ class TrainConfig:
         _number_in("gamma", self.gamma, 0.0, 1.0, low_open=True)
         _number_in("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
         _number_in("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
-        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1) and self.warmup_epochs:
+        w = self.warmup_epochs
+        if not isinstance(w, int) or isinstance(w, bool) or w < 0 or (w > 0 and w >= self.epochs):
             raise ValueError(f"warmup_epochs must be an int in [0, epochs), got {self.warmup_epochs!r}")
         if self.grad_clip is not None:
             _positive_number("grad_clip", self.grad_clip)

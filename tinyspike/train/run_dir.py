@@ -114,12 +114,6 @@ class RunDir:
     def read_config(self) -> dict:
         return json.loads(self.config_path.read_text())
 
-    def append_metrics(self, record: dict) -> None:
-        """Add one epoch's record (rewrites the file atomically: it is small)."""
-        records = self.read_metrics()
-        records.append(record)
-        self.write_metrics(records)
-
     def write_metrics(self, records: list) -> None:
         text = "".join(json.dumps(_jsonable(r), sort_keys=False) + "\n" for r in records)
         atomic_write_text(self.metrics_path, text)
@@ -128,12 +122,6 @@ class RunDir:
         if not self.metrics_path.exists():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
-
-    def truncate_metrics(self, last_epoch: int) -> list:
-        """Keep the records of epochs <= ``last_epoch`` (those the last checkpoint has seen)."""
-        records = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
-        self.write_metrics(records)
-        return records
 
 
 def _jsonable(value):

@@ -245,6 +245,7 @@ class Trainer:
     def evaluate(self, loader=None) -> dict:
         """Loss, accuracy and firing rates (mean and per LIF layer) on ``loader`` (default: eval)."""
         loader = self.eval_loader if loader is None else loader
+        was_training = self.model.training
         self.model.eval()
         if self.monitor is not None:
             self.monitor.reset()
@@ -258,7 +259,7 @@ class Trainer:
                     correct += int((logits.data.argmax(axis=1) == y).sum())
                     seen += n
         finally:
-            self.model.train()
+            self.model.train(was_training)
         result = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
         if self.monitor is not None:
             result["firing_rate"] = _finite_or_none(self.monitor.mean_rate())
