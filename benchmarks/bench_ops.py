@@ -11,7 +11,6 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,22 +35,9 @@ def _median_and_min_ms(fn, repeats: int = 15) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-@contextmanager
-def _kernels(choice: str):
-    """Force ``TINYSPIKE_KERNELS`` ("reference" or "fast") for the block."""
-    previous = os.environ.get("TINYSPIKE_KERNELS")
-    os.environ["TINYSPIKE_KERNELS"] = choice
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["TINYSPIKE_KERNELS"]
-        else:
-            os.environ["TINYSPIKE_KERNELS"] = previous
-
-
 def bench_batch_norm() -> dict:
     """Training-mode tdBN on the three MS-ResNet-20 stage shapes, [T=6, B=64, C, H, W] float32."""
+    from tinyspike import kernels
     from tinyspike.autograd import Tensor
     from tinyspike.functional.norm import batch_norm
 
@@ -76,7 +62,7 @@ def bench_batch_norm() -> dict:
 
         row = {}
         for choice in ("reference", "fast"):
-            with _kernels(choice):
+            with kernels.forced(choice):
                 row[choice] = (_median_and_min_ms(forward), _median_and_min_ms(forward_backward))
         results[shape] = row
         (rf, rfb), (ff, ffb) = row["reference"], row["fast"]
@@ -191,7 +177,7 @@ def bench_conv2d(repeats: int = 9) -> dict:
             conv2d(xt, wt, None, stride, padding).backward(g)
             xt.grad = wt.grad = None
 
-        with _kernels("fast"):
+        with kernels.forced("fast"):
             row["Function"] = (None, _median_and_min_ms(through_function, repeats))
         results[shape] = row
         print(f"  {channels:2d} ch {size:2d}x{size:<2d} (target {target:.0f})")

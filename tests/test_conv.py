@@ -1,8 +1,6 @@
 """conv2d: im2col/col2im kernels (numba == reference, adjointness), the fused chunked kernels,
 forward against a direct sliding-window convolution, gradients, 5-D folding, dtypes and errors."""
 
-import os
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -24,20 +22,6 @@ def dev(a):
 
 def host(a):
     return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
-
-
-@contextmanager
-def kernel_choice(choice):
-    """Force TINYSPIKE_KERNELS ("reference" or "fast") inside the block."""
-    previous = os.environ.get("TINYSPIKE_KERNELS")
-    os.environ["TINYSPIKE_KERNELS"] = choice
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["TINYSPIKE_KERNELS"]
-        else:
-            os.environ["TINYSPIKE_KERNELS"] = previous
 
 
 @pytest.fixture
@@ -206,7 +190,7 @@ def test_conv2d_gradcheck(choice, geometry, with_bias, seed):
     x = dev(rng.standard_normal((n, c, h, w)))
     weight = dev(rng.standard_normal((o, c, kh, kw)))
     inputs = (x, weight) + ((dev(rng.standard_normal(o)),) if with_bias else ())
-    with kernel_choice(choice):
+    with kernels.forced(choice):
         assert gradcheck(lambda x, w, *b: conv2d(x, w, b[0] if b else None, stride, padding), *inputs)
 
 
@@ -218,7 +202,7 @@ def test_conv2d_forward_equals_direct_convolution(choice, geometry, with_bias, s
     rng = np.random.default_rng(seed)
     x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw))
     bias = rng.standard_normal(o) if with_bias else None
-    with kernel_choice(choice):
+    with kernels.forced(choice):
         y = conv2d(dev(x), dev(weight), None if bias is None else dev(bias), stride, padding)
     np.testing.assert_allclose(host(y), direct_conv(x, weight, bias, stride, padding), rtol=1e-12, atol=1e-12)
 

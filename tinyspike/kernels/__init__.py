@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 from tinyspike import backend
@@ -36,6 +37,26 @@ def implementation_for_backend() -> str:
     if os.environ.get("TINYSPIKE_KERNELS", "fast") == "reference":
         return "reference"
     return "cuda" if backend.name() == "cupy" else "numba_cpu"
+
+
+@contextmanager
+def forced(choice: str):
+    """Inside the block, ``get`` picks ``"reference"`` kernels, or the ``"fast"`` ones for the backend.
+
+    Sets ``TINYSPIKE_KERNELS`` for the block and restores what was there (tests and benchmarks use it
+    to run the same Function on both kernel sets).
+    """
+    if choice not in ("reference", "fast"):
+        raise ValueError(f"choice must be 'reference' or 'fast', got {choice!r}")
+    previous = os.environ.get("TINYSPIKE_KERNELS")
+    os.environ["TINYSPIKE_KERNELS"] = choice
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TINYSPIKE_KERNELS"]
+        else:
+            os.environ["TINYSPIKE_KERNELS"] = previous
 
 
 def get(group: str, name: str, implementation: str | None = None):
