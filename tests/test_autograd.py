@@ -227,3 +227,31 @@ def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
     (hidden * hidden).sum().backward()
     np.testing.assert_allclose(hidden.grad, 2 * np.array([3.0, 6.0]))
     np.testing.assert_allclose(x.grad, 3 * 2 * np.array([3.0, 6.0]))
+
+
+def test_numpy_scalars_take_the_tensor_dtype_in_arithmetic_and_pow():
+    # a NumPy float64 scalar is a number, not an array: it takes the tensor's dtype, as a Python float
+    x = Tensor(np.array([1.0, 3.0], dtype=np.float32), requires_grad=True)
+    assert (x * np.float64(2.5)).dtype == np.float32
+    y = x ** np.float64(2.0)  # NumPy alone would promote float32 ** float64-scalar to float64
+    assert y.dtype == np.float32
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.array([2.0, 6.0], dtype=np.float32))  # exact: 2·x in float32
+
+
+def test_integer_tensors_refuse_true_division_and_float_operands():
+    ints = Tensor(np.arange(3))
+    with pytest.raises(TypeError, match="div: a has integer dtype int64"):
+        ints / 2  # would be float64 behind the user's back
+    with pytest.raises(TypeError, match="pow: exponent 0.5 is a float but a has integer dtype"):
+        ints**0.5
+    assert (ints * 3).numpy().tolist() == [0, 3, 6] and (ints * 3).dtype == np.int64
+
+
+def test_gradcheck_checks_its_tolerances():
+    x = np.ones(2)
+    for name, value in (("eps", float("nan")), ("eps", 0.0), ("atol", -1.0), ("rtol", float("inf"))):
+        with pytest.raises(ValueError, match=f"gradcheck: {name} must be"):
+            gradcheck(lambda t: t * 2.0, x, **{name: value})
+    with pytest.raises(TypeError, match="gradcheck: seed must be an int"):
+        gradcheck(lambda t: t * 2.0, x, seed=0.5)

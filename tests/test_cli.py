@@ -34,12 +34,12 @@ def assert_one_line_error(code, err, fragment, command="train"):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--dataset", "mnist"], "unknown dataset 'mnist'; choose one of: digits, digits-dvs, cifar10, cifar10-dvs, nmnist"),
+    (["--dataset", "mnist"], "dataset must be one of ['digits', 'digits-dvs', 'cifar10', 'cifar10-dvs', 'nmnist'], got 'mnist'"),
     (["--model", "resnet50"], "unknown model 'resnet50'"),
     (["--model", "ms_resnet21"], "CIFAR depth must be 6n + 2"),
-    (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-    (["--recipe", "fast"], "unknown recipe 'fast'"),
-    (["--backend", "jax"], "unknown backend 'jax'"),
+    (["--optimizer", "rmsprop"], "optimizer must be one of ['sgd', 'adam', 'adamw'], got 'rmsprop'"),
+    (["--recipe", "fast"], "recipe must be one of ['depth-study', 'alternative', 'recommended', 'dvs'], got 'fast'"),
+    (["--backend", "jax"], "backend must be one of ['numpy', 'cupy'], got 'jax'"),
     (["--model", "ms_resnet20_dvs"], "takes 2-channel input but dataset 'digits' gives 3-channel images"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "does not exist"),
     (["--dataset", "nmnist"], "needs --data-dir"),
@@ -238,3 +238,75 @@ def test_cifar10_dvs_end_to_end_on_small_recordings(capsys, tmp_path, monkeypatc
     assert result["images"] == 10 and result["time_steps"] == 2
     roles = {l["name"]: l["role"] for l in result["energy"]["layers"]}
     assert roles["stem.convs.0"] == "stem" and roles["stages.0.0.shortcut.0"] == "shortcut"
+
+
+# ------------------------------------------------------------------------------ signals, memory, NaN
+
+
+def test_sigterm_stops_with_one_line_and_a_consistent_checkpoint(capsys, tmp_path, monkeypatch):
+    import signal
+
+    import tinyspike.train.trainer as trainer_module
+
+    run_epoch = trainer_module.Trainer.run_epoch
+
+    def run_epoch_then_sigterm(self):
+        record = run_epoch(self)
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a scheduler's time limit
+        return record
+
+    monkeypatch.setattr(trainer_module.Trainer, "run_epoch", run_epoch_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    args = [a if a != "1" else "3" for a in TINY_ARGS]  # --epochs 3
+    code, out, err = run_cli(capsys, "train", *args, "--out", str(tmp_path / "run"))
+    assert code == 128 + signal.SIGTERM, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "terminated (SIGTERM)" in lines[0] and f"--resume {tmp_path / 'run'}" in lines[0], err
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the CLI's only while training
+    from tinyspike.train import read_trainer_checkpoint
+
+    assert read_trainer_checkpoint(tmp_path / "run" / "last.npz")["meta"]["epoch"] == 1
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+def test_huge_T_is_refused_up_front(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--T", "1000000", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "T must be an int in [1, 1000], got 1000000")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_of_memory_is_one_line_naming_the_options(capsys, tmp_path, monkeypatch):
+    import tinyspike.train.trainer as trainer_module
+
+    def allocate(self, epoch):
+        raise MemoryError("Unable to allocate 7.63 GiB for an array with shape (1000, 64, 8, 8, 8) and data type float32")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_one_epoch", allocate)
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "out of memory (Unable to allocate 7.63 GiB")
+    assert "--T (now 2)" in err and "--batch-size (now 64)" in err
+    # nothing was trained: the folder is gone and the same --out can be used again
+    assert not (tmp_path / "run").exists()
+
+
+def test_nan_checkpoint_is_refused_by_eval_and_resume(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    last = tmp_path / "run" / "last.npz"
+    with np.load(last) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["model/stages.0.0.bn1.weight"] = arrays["model/stages.0.0.bn1.weight"] * np.float32(np.nan)
+    np.savez(last, **arrays)
+    (tmp_path / "run" / "best.npz").unlink()
+    code, out, err = run_cli(capsys, "eval", str(last))
+    assert_one_line_error(code, err, "model/stages.0.0.bn1.weight holds NaN or infinite values", command="eval")
+    assert str(last) in err
+    code, out, err = run_cli(capsys, "train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress")
+    assert_one_line_error(code, err, "model/stages.0.0.bn1.weight holds NaN or infinite values")
+
+
+def test_nan_bn_alpha_is_an_error_not_a_chance_level_run(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", *TINY_ARGS, "--model-opt", "bn_alpha=NaN", "--out", str(tmp_path / "run"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "bn_alpha" in err or "NaN" in err, err

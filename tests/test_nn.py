@@ -203,7 +203,7 @@ def test_layer_argument_errors_name_the_argument():
         nn.LIF()(Tensor(np.ones(3, dtype=np.float32)))
     with pytest.raises(ValueError, match="shape"):
         nn.BatchNorm2d(3)(Tensor(np.ones((2, 3), dtype=np.float32)))
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(TypeError, match="alpha"):  # a string is the wrong kind of value, not a wrong number
         nn.TDBatchNorm(3, alpha="1")
 
 

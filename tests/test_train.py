@@ -8,6 +8,7 @@ a per-iteration cosine schedule, dropout's generator and the augmentation of the
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -171,14 +172,15 @@ def test_defaults_recipes_and_overrides():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
-    ({"recipe": "fast"}, "unknown recipe 'fast'"),
-    ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
-    ({"schedule": "linear"}, "unknown schedule 'linear'"),
-    ({"T": 0}, "T must be a positive int"),
-    ({"lr": -1.0}, "lr must be a positive number"),
-    ({"epochs": 0}, "epochs must be a positive int"),
-    ({"epochs": 3, "warmup_epochs": 3}, r"warmup_epochs must be an int in \[0, epochs\)"),
+    ({"dataset": "mnist"}, r"dataset must be one of \['digits', .*\], got 'mnist'"),
+    ({"recipe": "fast"}, r"recipe must be one of \['depth-study', .*\], got 'fast'"),
+    ({"optimizer": "rmsprop"}, r"optimizer must be one of \['sgd', 'adam', 'adamw'\], got 'rmsprop'"),
+    ({"schedule": "linear"}, r"schedule must be one of \['cosine', 'multistep', 'constant'\], got 'linear'"),
+    ({"T": 0}, r"TrainConfig: T must be an int in \[1, 1000\], got 0"),
+    ({"T": 1_000_000}, r"TrainConfig: T must be an int in \[1, 1000\], got 1000000"),
+    ({"lr": -1.0}, "TrainConfig: lr must be a finite real number > 0.0, got -1.0"),
+    ({"epochs": 0}, "TrainConfig: epochs must be an int >= 1, got 0"),
+    ({"epochs": 3, "warmup_epochs": 3}, r"warmup_epochs must be an int in \[0, epochs\) = \[0, 3\), got 3"),
 ])
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -188,3 +190,247 @@ def test_bad_settings_are_named(settings, message):
 def test_incompatible_model_and_data_is_refused():
     with pytest.raises(ConfigError, match="2-channel input but dataset 'digits' gives 3-channel images"):
         build_parts(resolve_config({**TINY, "model": "ms_resnet20_dvs", "model_options": {}}))
+
+
+# ------------------------------------------------------------------------------ NaN weights and data
+
+
+def _tiny_trainer(tmp_path, epochs=2, **overrides):
+    config = resolve_config({**TINY, "epochs": epochs, **overrides})
+    parts = build_parts(config, prefetch=0)
+    run = RunDir.create(tmp_path / "run", config.to_dict())
+    trainer = Trainer(parts.model, parts.optimizer, parts.train_loader, parts.eval_loader, epochs=epochs,
+                      time_steps=config.T, schedule=parts.schedule, schedule_per=config.schedule_per, run_dir=run,
+                      config=config.to_dict())
+    return trainer, parts, run
+
+
+def test_nan_weight_stops_training_naming_the_parameter(tmp_path):
+    """A LIF turns NaN into "no spike", so the loss stays finite: the weights themselves are checked."""
+    trainer, parts, run = _tiny_trainer(tmp_path)
+    per_epoch = len(parts.train_loader)
+    step, calls = parts.optimizer.step, {"n": 0}
+
+    def poisoned_step():
+        step()
+        calls["n"] += 1
+        if calls["n"] == per_epoch + 2:  # the 2nd step of epoch 2
+            weight = dict(parts.model.named_parameters())["stages.1.0.conv2.weight"]
+            weight.data[0, 0, 0, 0] = np.nan
+
+    parts.optimizer.step = poisoned_step
+    with pytest.raises(RuntimeError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "parameter 'stages.1.0.conv2.weight'" in message and "epoch 2, batch 2/" in message, message
+    assert str(run.last_path) in message and "(epoch 1) is kept" in message
+    assert read_trainer_checkpoint(run.last_path)["meta"]["epoch"] == 1
+
+
+def test_nan_running_statistic_is_named(tmp_path):
+    trainer, parts, run = _tiny_trainer(tmp_path, epochs=1)
+    name, buffer = next((n, b) for n, b in parts.model.named_buffers() if "running_var" in n)
+    buffer[...] = np.inf
+    with pytest.raises(RuntimeError, match=f"buffer \\(running statistic\\) '{name}' .* before epoch 1"):
+        trainer.fit()
+
+
+def test_nan_bn_alpha_does_not_train_silently(tmp_path):
+    # refused at build time (ValueError naming bn_alpha) or by the trainer's first check (NaN parameter)
+    with pytest.raises((ValueError, RuntimeError), match="bn_alpha|NaN"):
+        train({**TINY, "epochs": 1, "model_options": {"widths": [4, 8, 8], "bn_alpha": float("nan")}},
+              out=tmp_path / "run")
+
+
+class _PoisonedLoader:
+    """The loader's batches, the ``bad``-th one with a NaN pixel."""
+
+    def __init__(self, loader, bad):
+        self.loader, self.bad, self.dataset = loader, bad, loader.dataset
+
+    def __len__(self):
+        return len(self.loader)
+
+    def set_epoch(self, epoch):
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        for b, (x, y) in enumerate(self.loader):
+            if b == self.bad:
+                x = x.copy()
+                x.reshape(-1)[7] = np.nan
+            yield x, y
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_nan_in_a_data_batch_names_the_dataset(tmp_path, split):
+    trainer, parts, run = _tiny_trainer(tmp_path, epochs=1)
+    if split == "train":
+        trainer.train_loader = _PoisonedLoader(parts.train_loader, 2)
+        expected = "the training data (.*digits.*) holds NaN or infinite input values in epoch 1, batch 3/"
+    else:
+        trainer.eval_loader = _PoisonedLoader(parts.eval_loader, 0)
+        expected = "the evaluation data (.*digits.*) holds NaN or infinite input values in batch 1/"
+    with pytest.raises(RuntimeError, match=expected):
+        trainer.fit()
+    assert not run.last_path.exists()
+
+
+def test_finiteness_check_is_exact(tmp_path):
+    from tinyspike.train.finite import first_non_finite
+
+    big = np.full(4, 3e38, np.float32)  # finite, but its float32 sum overflows to inf
+    assert first_non_finite([("a", big), ("b", np.zeros(2, np.float32)), ("i", np.arange(3))]) is None
+    assert first_non_finite([("a", big), ("b", np.array([1, np.inf, -np.inf], np.float32))]) == "b"
+
+
+# ------------------------------------------------------------------------------ checkpoints and run folders
+
+
+def _rewrite_meta(path, change):
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["trainer"]))
+    change(meta)
+    arrays["trainer"] = np.asarray(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda m: m.pop("epoch"), "'epoch'"),
+    (lambda m: m.update(config="abegr"), "'config'"),
+    (lambda m: m.update(epoch=1.5), "'epoch'"),
+    (lambda m: m["config"].update(lr=float("inf")), "lr"),
+])
+def test_damaged_checkpoint_metadata_names_file_and_key(tmp_path, change, key):
+    train({**TINY, "epochs": 1}, out=tmp_path / "run")
+    last = tmp_path / "run" / "last.npz"
+    _rewrite_meta(last, change)
+    with pytest.raises((TypeError, ValueError)) as info:
+        train(resume=tmp_path / "run")
+    assert str(last) in str(info.value) and key in str(info.value), str(info.value)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    train({**TINY, "epochs": 1}, out=tmp_path / "a")
+    train({**TINY, "epochs": 1, "model_options": {"widths": [4, 4, 8]}}, out=tmp_path / "b")
+    (tmp_path / "b" / "last.npz").replace(tmp_path / "a" / "last.npz")
+    config_before = (tmp_path / "a" / "config.json").read_text()
+    with pytest.raises(ValueError) as info:
+        train(resume=tmp_path / "a")
+    message = str(info.value)
+    assert str(tmp_path / "a" / "last.npz") in message and str(tmp_path / "a" / "config.json") in message
+    assert "model_options" in message and "[4, 4, 8]" in message and "[4, 8, 8]" in message, message
+    assert (tmp_path / "a" / "config.json").read_text() == config_before
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to tell which file a write goes to")
+    return lambda target_name, after=0: _full_disk(monkeypatch, target_name, after)
+
+
+def _full_disk(monkeypatch, target_name, after=0):
+    """Make the (``after``+1)-th atomic write of ``target_name`` (last.npz or best.npz) fail as a
+    full disk does: some bytes reach the temporary file, then OSError(ENOSPC)."""
+    import errno
+    import shutil
+
+    import tinyspike.nn.checkpoint as checkpoint_module
+    import tinyspike.train.trainer as trainer_module
+
+    counts = {"n": 0}
+
+    def fail_now(name):
+        if f".{target_name}." not in name:
+            return False
+        counts["n"] += 1
+        return counts["n"] > after
+
+    real_savez, real_copy = np.savez, shutil.copyfile
+
+    def savez(handle, **arrays):
+        # save_checkpoint writes through an fd from mkstemp: ask the OS which file it is
+        if fail_now(os.readlink(f"/proc/self/fd/{handle.fileno()}")):
+            handle.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(handle, **arrays)
+
+    def copyfile(src, dst, **kwargs):
+        if fail_now(str(dst)):
+            with open(dst, "wb") as handle:
+                handle.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", savez)
+    monkeypatch.setattr(trainer_module.shutil, "copyfile", copyfile)
+
+
+def _temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_full_disk_while_writing_best_is_named_and_resume_rebuilds_it(tmp_path, monkeypatch, full_disk):
+    full_disk("best.npz")
+    with pytest.raises(ValueError) as info:
+        train({**TINY, "epochs": 2}, out=tmp_path / "run")
+    message = str(info.value)
+    assert str(tmp_path / "run" / "best.npz") in message and "No space left on device" in message, message
+    run = RunDir(tmp_path / "run")
+    assert _temporaries(run.path) == [] and not run.best_path.exists()
+    assert read_trainer_checkpoint(run.last_path)["meta"]["best_epoch"] == 1
+    monkeypatch.undo()  # space again
+    notes = []
+    resumed = train(resume=run.path, log=notes.append)
+    assert any("rebuilt" in n and "best.npz" in n for n in notes), notes
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert read_trainer_checkpoint(run.best_path)["meta"]["epoch"] == resumed.best_epoch
+
+
+def test_full_disk_while_writing_last_keeps_the_previous_epoch(tmp_path, full_disk):
+    full_disk("last.npz", after=1)  # epoch 1 is saved, epoch 2's save fails
+    with pytest.raises(ValueError, match=r"could not write .*last\.npz.*No space left on device; the previous "
+                                         r"last\.npz \(epoch 1\) is kept"):
+        train({**TINY, "epochs": 2}, out=tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    assert _temporaries(run.path) == []
+    assert read_trainer_checkpoint(run.last_path)["meta"]["epoch"] == 1
+
+
+def test_best_checkpoint_missing_for_an_older_epoch_is_named(tmp_path):
+    train({**TINY, "epochs": 2}, out=tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    _rewrite_meta(run.last_path, lambda m: m.update(best_epoch=1, epochs=3, config={**m["config"], "epochs": 3}))
+    run.write_config({**run.read_config(), "epochs": 3})
+    run.best_path.unlink()
+    with pytest.raises(ValueError, match=r"records epoch 1 as the best, but .*best\.npz' is missing"):
+        train(resume=run.path)
+
+
+def test_stale_temporary_files_are_removed_at_resume(tmp_path):
+    train({**TINY, "epochs": 1}, out=tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    stale = [run.path / ".last.npz.abc123.tmp", run.path / ".best.npz.x.tmp", run.path / ".metrics.jsonl.q.tmp"]
+    for path in stale:
+        path.write_bytes(b"killed mid-write")
+    (run.path / "notes.txt").write_text("the user's own file")
+    notes = []
+    train(resume=run.path, log=notes.append)
+    assert _temporaries(run.path) == [] and (run.path / "notes.txt").exists()
+    assert any("removed 3 temporary file(s)" in n for n in notes), notes
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path, monkeypatch):
+    import tinyspike.train.trainer as trainer_module
+
+    def fail(self, epoch):
+        raise MemoryError("Unable to allocate 9.00 GiB")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_one_epoch", fail)
+    with pytest.raises(MemoryError):
+        train({**TINY, "epochs": 1}, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.undo()
+    assert train({**TINY, "epochs": 1}, out=tmp_path / "run").history  # the same --out works

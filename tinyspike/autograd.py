@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tinyspike import backend
+from tinyspike import backend, checks
 
 # Grad mode is per thread, so a data-loading thread never changes what the training thread records.
 _grad_mode = threading.local()
@@ -60,6 +60,41 @@ def enable_grad():
 
 def _is_array(value) -> bool:
     return isinstance(value, np.ndarray) or backend.is_gpu_array(value)
+
+
+# The dtype kinds a Tensor may hold: floats, signed and unsigned integers, bools. Not objects,
+# strings, bytes, complex numbers or dates: no op here computes with those.
+TENSOR_KINDS = "fiub"
+
+
+def check_tensor_dtype(where: str, name: str, dtype) -> None:
+    """TypeError unless ``dtype`` is one a Tensor may hold (float, int, uint or bool)."""
+    if dtype.kind not in TENSOR_KINDS:
+        raise TypeError(f"{where}: {name} must hold real numbers or bools, got dtype {dtype}")
+
+
+def _as_backend_array(data):
+    """``Tensor(data)``'s array: arrays and NumPy scalars keep their dtype, Python floats take the default."""
+    if isinstance(data, Tensor):
+        raise TypeError("Tensor: data is already a Tensor: use tensor.detach() to share its array")
+    if _is_array(data):
+        check_tensor_dtype("Tensor", "data", data.dtype)
+        return data if backend.array_module_of(data) is backend.xp() else backend.to_device(data)
+    if isinstance(data, np.generic):  # a NumPy scalar has a dtype of its own: keep it
+        check_tensor_dtype("Tensor", "data", data.dtype)
+        return backend.to_device(np.asarray(data))
+    if data is None or isinstance(data, (str, bytes)):
+        raise TypeError(f"Tensor: data must be an array, a number or a (nested) list of numbers, "
+                        f"got {checks.kind_of(data)} {checks.show(data)}")
+    try:  # Python numbers and (nested) lists, converted on the host first to check what they hold
+        array = np.asarray(data)
+    except (ValueError, TypeError) as err:  # ragged lists: NumPy refuses to guess a shape
+        raise TypeError(f"Tensor: data must be a rectangular (nested) list of numbers, got "
+                        f"{checks.show(data)} ({err})") from None
+    check_tensor_dtype("Tensor", "data", array.dtype)
+    if array.dtype.kind == "f":  # Python floats take the default floating dtype
+        array = array.astype(backend.default_dtype(), copy=False)
+    return backend.to_device(array)
 
 
 class Context:
@@ -147,26 +182,24 @@ class Tensor:
     ``Tensor(data, requires_grad=False)``: ``data`` is an array of the active backend (NumPy or
     CuPy; a NumPy array is moved to the GPU when the backend is CuPy), or a Python number/list,
     which is converted with the default floating dtype if it holds floats. The dtype of an array
-    is kept as it is: tinyspike never changes a dtype behind your back.
+    is kept as it is: tinyspike never changes a dtype behind your back. A Tensor holds real
+    numbers or bools only: strings, None, objects, complex numbers and ragged lists raise a
+    TypeError, and ``requires_grad`` must be True or False.
+
+    Arithmetic with a Python or NumPy number casts the number to the Tensor's dtype, so it must
+    fit that dtype without changing its kind: ``x * 2`` is fine for a float or an int x, but
+    ``int_tensor * 0.5`` raises (convert first: ``int_tensor.astype(np.float32) * 0.5``).
     """
 
     __array_priority__ = 1000  # make `ndarray + Tensor` call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False):
-        if isinstance(data, Tensor):
-            raise TypeError("data is already a Tensor: use tensor.detach() to share its array")
-        if _is_array(data):
-            array = data if backend.array_module_of(data) is backend.xp() else backend.to_device(data)
-        elif isinstance(data, np.generic):  # a NumPy scalar has a dtype of its own: keep it
-            array = backend.xp().asarray(data)
-        else:  # Python numbers and lists: floats take the default dtype
-            array = backend.xp().asarray(data)
-            if array.dtype.kind == "f":
-                array = array.astype(backend.default_dtype(), copy=False)
+        requires_grad = checks.boolean("Tensor", "requires_grad", requires_grad)
+        array = _as_backend_array(data)
         if requires_grad and array.dtype.kind != "f":
-            raise TypeError(f"only floating tensors can require grad, got dtype {array.dtype}")
+            raise TypeError(f"Tensor: only floating tensors can require grad, got dtype {array.dtype}")
         self.data = array
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = requires_grad
         self.grad = None
         self._node = None  # the Node that produced this tensor (None for leaves)
         self._output_index = 0
@@ -210,11 +243,12 @@ class Tensor:
         return Tensor._wrap(self.data)
 
     def requires_grad_(self, flag: bool = True) -> "Tensor":
+        flag = checks.boolean("requires_grad_", "flag", flag)
         if not self.is_leaf:
             raise ValueError("requires_grad_ can only be set on leaf tensors (not on results of ops)")
         if flag and self.dtype.kind != "f":
-            raise TypeError(f"only floating tensors can require grad, got dtype {self.dtype}")
-        self.requires_grad = bool(flag)
+            raise TypeError(f"requires_grad_: only floating tensors can require grad, got dtype {self.dtype}")
+        self.requires_grad = flag
         return self
 
     def retain_grad(self) -> "Tensor":
@@ -227,7 +261,12 @@ class Tensor:
 
     # ---- backward --------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``grad`` seeds it; default 1 for a scalar)."""
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``grad`` seeds it; default 1 for a scalar).
+
+        ``grad`` (dL/dself) must be a Tensor or an array of this tensor's backend, shape and dtype:
+        the engine never converts a seed, so a wrong one is named here and not deep in a backward.
+        """
+        retain_graph = checks.boolean("backward", "retain_graph", retain_graph)
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (no graph was recorded)")
         if grad is None:
@@ -235,10 +274,29 @@ class Tensor:
                 raise ValueError(f"backward() without grad needs a single-element tensor, got shape {self.shape}")
             grad = backend.xp().ones(self.shape, dtype=self.dtype)
         else:
-            grad = grad.data if isinstance(grad, Tensor) else grad
-            if grad.shape != self.shape:
-                raise ValueError(f"grad must have shape {self.shape}, got {grad.shape}")
+            grad = self._check_seed(grad)
         run_backward(self, grad, retain_graph)
+
+    def _check_seed(self, grad):
+        """``grad`` of ``backward(grad)`` as an array, checked against this tensor."""
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if not _is_array(grad):
+            raise TypeError(
+                f"backward: grad must be a Tensor or an array, got {checks.kind_of(grad)} {checks.show(grad)}"
+            )
+        if backend.array_module_of(grad) is not backend.array_module_of(self.data):
+            raise TypeError(
+                f"backward: grad is a {backend.array_module_of(grad).__name__} array but the tensor's data is "
+                f"{backend.array_module_of(self.data).__name__}; move grad to the tensor's backend"
+            )
+        if grad.shape != self.shape:
+            raise ValueError(f"backward: grad must have shape {self.shape}, got {grad.shape}")
+        if grad.dtype != self.dtype:
+            raise TypeError(
+                f"backward: grad must have the tensor's dtype {self.dtype}, got {grad.dtype}; "
+                "convert it with .astype(...)"
+            )
+        return grad
 
     # ---- operators (each is a Function defined in tinyspike.ops) -------------------------
     def __add__(self, other):
@@ -282,16 +340,16 @@ class Tensor:
 
     # Comparisons give boolean tensors that carry no gradient (a step function has derivative 0).
     def __gt__(self, other):
-        return Tensor._wrap(self.data > _data(other))
+        return Tensor._wrap(self.data > ops.comparison_operand(">", self, other))
 
     def __ge__(self, other):
-        return Tensor._wrap(self.data >= _data(other))
+        return Tensor._wrap(self.data >= ops.comparison_operand(">=", self, other))
 
     def __lt__(self, other):
-        return Tensor._wrap(self.data < _data(other))
+        return Tensor._wrap(self.data < ops.comparison_operand("<", self, other))
 
     def __le__(self, other):
-        return Tensor._wrap(self.data <= _data(other))
+        return Tensor._wrap(self.data <= ops.comparison_operand("<=", self, other))
 
     __hash__ = object.__hash__  # tensors are hashed by identity (used as dict keys by optimizers)
 
@@ -329,10 +387,6 @@ class Tensor:
     def astype(self, dtype):
         """An explicit dtype change (the gradient is cast back in backward)."""
         return ops.astype(self, dtype)
-
-
-def _data(value):
-    return value.data if isinstance(value, Tensor) else value
 
 
 def _topological_order(root: Node) -> list[Node]:

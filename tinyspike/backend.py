@@ -91,7 +91,9 @@ def is_gpu_array(array) -> bool:
 
 def to_numpy(array) -> np.ndarray:
     """A NumPy copy (or view, on the CPU) of any backend's array; Tensors are unwrapped."""
-    array = getattr(array, "data", array) if not isinstance(array, np.ndarray) else array
+    # unwrap Tensors only: a CuPy array's .data is a MemoryPointer, a NumPy array's a memoryview
+    if not isinstance(array, np.ndarray) and not is_gpu_array(array):
+        array = getattr(array, "data", array)
     if is_gpu_array(array):
         return array.get()
     return np.asarray(array)

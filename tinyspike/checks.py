@@ -137,6 +137,29 @@ def reals(where: str, name: str, value, length=None, **bounds) -> tuple[float, .
     return tuple(real(where, f"{name}[{i}]", v, **bounds) for i, v in enumerate(value))
 
 
+def integers(where: str, name: str, value, length=None, low=None, high=None) -> tuple[int, ...]:
+    """A tuple or list of ints (of ``length`` items if given), each checked by ``integer``."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{where}: {name} must be a tuple or list of ints, got {kind_of(value)} {show(value)}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"{where}: {name} must have {length} items, got {len(value)}: {show(value)}")
+    return tuple(integer(where, f"{name}[{i}]", v, low, high) for i, v in enumerate(value))
+
+
+def boolean_or(where: str, name: str, value, options):
+    """A bool (returned as ``bool``) or one of the strings ``options`` (e.g. ``"auto"``).
+
+    The flag test comes first, so ``1`` is refused rather than taken for ``True``.
+    """
+    if is_bool(value):
+        return bool(value)
+    if isinstance(value, str) and value in options:
+        return value
+    expected = ", ".join(repr(o) for o in options)
+    error = ValueError if isinstance(value, str) else TypeError
+    raise error(f"{where}: {name} must be True, False or {expected}, got {kind_of(value)} {show(value)}")
+
+
 def float_dtype(where: str, name: str, dtype) -> np.dtype:
     """A computing dtype: float32 or float64 (float16 and integers have no kernels)."""
     try:

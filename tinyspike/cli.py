@@ -4,26 +4,60 @@
     tinyspike eval CHECKPOINT        accuracy, firing rates, SyOPs and energy of a trained model
     tinyspike info                   versions, backend, BLAS, Numba, CuPy/GPU and a tiny self-test
 
-A user error (unknown name, impossible combination, missing data, unwritable folder, NaN loss)
-prints one line to stderr and exits with status 2; set ``TINYSPIKE_DEBUG=1`` to get the traceback.
-Bugs (any other exception) still raise with their traceback.
+A user error (unknown name, impossible combination, missing data, unwritable folder, NaN loss
+or NaN weights, out of memory) prints one line to stderr and exits with status 2; set
+``TINYSPIKE_DEBUG=1`` to get the traceback. Bugs (any other exception) still raise with their
+traceback. Ctrl-C (SIGINT) exits with status 130 and SIGTERM with 143 (128 + 15), each after one
+line; ``last.npz`` then holds the last finished epoch.
+
+Options that would be silently ignored are errors, not warnings: ``--data-dir`` with a built-in
+dataset (train and eval), ``--momentum`` with Adam/AdamW, a ``--recipe`` written for the other kind
+of data (``dvs`` on images), ``--augment`` on event data. A new run that stops before its first
+epoch finished removes the files it wrote (and the folder, if it created it), so the same
+``--out`` can be used again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 
 
 class UserError(Exception):
     """An error whose message is all the user needs (no traceback)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: it unwinds exactly as Ctrl-C does (atomic writes remove
+    their temporary files, ``last.npz`` keeps the last finished epoch)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While training, turn SIGTERM (``kill``, a batch scheduler's time limit) into ``Terminated``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------------------------------- parser
@@ -170,11 +204,13 @@ def cmd_train(args) -> int:
                             "(only --epochs, --data-dir and --backend)")
         if explicit["backend"]:
             _use_backend(explicit["backend"])
-        result = train(resume=args.resume, epochs=args.epochs, data_dir=args.data_dir, progress=progress, log=log)
+        with _sigterm_as_interrupt():
+            result = train(resume=args.resume, epochs=args.epochs, data_dir=args.data_dir, progress=progress, log=log)
     else:
         config = resolve_config(explicit)
         _use_backend(config.backend)
-        result = train(config, out=args.out, progress=progress, log=log)
+        with _sigterm_as_interrupt():
+            result = train(config, out=args.out, progress=progress, log=log)
     if result.final_test_acc is None:
         print(f"done: no evaluation set; run folder {result.run_dir}")
     else:
@@ -226,6 +262,7 @@ def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, b
     from tinyspike.data.loader import DataLoader
     from tinyspike.functional.loss import cross_entropy
     from tinyspike.train import TrainConfig, build_eval_set, build_model, check_compatible, read_trainer_checkpoint
+    from tinyspike.train.finite import batch_is_finite
     from tinyspike.train.setup import make_transforms
 
     path = Path(path)
@@ -247,7 +284,11 @@ def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, b
     _use_backend(config.backend)
     eval_set, note = build_eval_set(config)
     model = build_model(config, eval_set.num_classes)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, ValueError, TypeError) as err:
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        raise UserError(f"checkpoint {str(path)!r} does not fit the model its config describes: {message}") from None
     check_compatible(config, model, eval_set)
     _, eval_tf = make_transforms(config, eval_set)
     loader = DataLoader(eval_set, batch_size, shuffle=False, seed=config.seed, transform=eval_tf)
@@ -258,6 +299,9 @@ def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, b
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
+            if not batch_is_finite(x):  # a LIF would turn NaN pixels into silence, not into an error
+                raise UserError(f"the evaluation data ({eval_set.description}) holds NaN or infinite input "
+                                f"values in batch {i + 1}; check the dataset's files")
             logits = model(x, time_steps=config.T) if x.ndim == 4 else model(x)
             n = int(y.shape[0])
             loss_sum += float(cross_entropy(logits, y).item()) * n
@@ -453,9 +497,27 @@ def cmd_info(args) -> int:
 
 def _user_error_types():
     from tinyspike.backend import BackendUnavailableError
-    from tinyspike.train import ConfigError, NonFiniteLossError, RunDirError
+    from tinyspike.train import ConfigError, NonFiniteError, RunDirError
 
-    return (UserError, ConfigError, RunDirError, NonFiniteLossError, BackendUnavailableError)
+    return (UserError, ConfigError, RunDirError, NonFiniteError, BackendUnavailableError)
+
+
+def _memory_detail(err: MemoryError) -> str:
+    # NumPy says how much it wanted: "Unable to allocate 7.6 GiB for an array with shape ..."
+    text = " ".join(str(err).split())
+    return text or "an allocation failed"
+
+
+def _memory_hint(args) -> str:
+    """What to lower, naming the options and their current values."""
+    if args.command == "train":
+        T = f" (now {args.T})" if getattr(args, "T", None) else ""
+        batch = f" (now {args.batch_size})" if getattr(args, "batch_size", None) else ""
+        return (f"the memory of a training step grows with --T{T} and --batch-size{batch}: lower them "
+                "or the model's widths (--model-opt widths=[...])")
+    if args.command == "eval":
+        return f"lower --batch-size (now {args.batch_size})"
+    return "close other programs and try again"
 
 
 def main(argv=None) -> int:
@@ -473,12 +535,20 @@ def main(argv=None) -> int:
     try:
         return commands[args.command](args)
     except KeyboardInterrupt as stop:
+        what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
         hint = ""
-        if args.command == "train":
-            run_dir = stop.args[0] if stop.args else "RUN_DIR"
-            hint = f"; finished epochs are saved, continue with: tinyspike train --resume {run_dir}"
-        print(f"tinyspike {args.command}: interrupted{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if args.command == "train" and stop.args:
+            hint = f"; finished epochs are saved, continue with: tinyspike train --resume {stop.args[0]}"
+        elif args.command == "train":
+            hint = "; no epoch had finished, so nothing was saved"
+        print(f"tinyspike {args.command}: {what}{hint}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    except MemoryError as err:
+        if debug:
+            raise
+        print(f"tinyspike {args.command}: error: out of memory ({_memory_detail(err)}); "
+              f"{_memory_hint(args)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as err:
         if debug:
             raise

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Tensor, no_grad
 
 
@@ -34,7 +34,7 @@ def _as_outputs(result):
 
 
 def _projected_loss(outputs, weights) -> float:
-    return float(sum(float((out.data * w).sum()) for out, w in zip(outputs, weights)))
+    return float(sum((out.data * w).sum().item() for out, w in zip(outputs, weights)))
 
 
 def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-4, seed: int = 0) -> bool:
@@ -45,8 +45,12 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
     must be float64: float32 rounding (1e-7 relative) swamps finite differences.
     Returns True when every element agrees.
     """
-    if eps <= 0 or atol < 0 or rtol < 0:
-        raise ValueError(f"need eps > 0, atol >= 0, rtol >= 0; got eps={eps}, atol={atol}, rtol={rtol}")
+    if not callable(fn):
+        raise TypeError(f"gradcheck: fn must be callable, got {checks.kind_of(fn)}")
+    eps = checks.real("gradcheck", "eps", eps, low=0.0, low_open=True)
+    atol = checks.real("gradcheck", "atol", atol, low=0.0)
+    rtol = checks.real("gradcheck", "rtol", rtol, low=0.0)
+    seed = checks.integer("gradcheck", "seed", seed, low=0)
     args, checked = [], []
     for position, value in enumerate(inputs):
         if isinstance(value, Tensor):

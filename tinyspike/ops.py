@@ -4,16 +4,24 @@ Notation: ``g`` is the gradient arriving at the output, dL/dy. Broadcasting: whe
 shape ``s`` was broadcast to the output's shape, its gradient is ``g`` summed over the broadcast
 axes (each copy of the input contributed once), see ``unbroadcast``.
 
-Python numbers mixed with Tensors take the Tensor's dtype (``x * 2`` stays float32); two arrays
-of different dtypes raise a TypeError rather than being silently promoted.
+Python and NumPy numbers mixed with Tensors take the Tensor's dtype (``x * 2`` stays float32),
+so they must fit it without changing kind (``int_tensor * 0.5`` raises: convert first); two
+arrays of different dtypes raise a TypeError rather than being silently promoted.
+
+Arguments are checked in the public forms at the end (``add``, ``sum``, ``getitem``...), once per
+call and on shapes and Python values only, so a bad one raises a TypeError/ValueError naming the
+op and the argument (both shapes for a broadcasting or matmul mismatch); the Functions' forward
+and backward assume checked arguments.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from tinyspike import backend
-from tinyspike.autograd import Function, Tensor
+from tinyspike import backend, checks
+from tinyspike.autograd import Function, Tensor, _is_array, check_tensor_dtype
 
 
 def unbroadcast(grad, shape):
@@ -27,22 +35,177 @@ def unbroadcast(grad, shape):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _operands(a, b):
-    """Make a binary op's operands arrays of one dtype: numbers take the other side's dtype."""
-    a_arr, b_arr = (x.data if isinstance(x, Tensor) else x for x in (a, b))
-    a_is_arr = hasattr(a_arr, "dtype") and hasattr(a_arr, "shape")
-    b_is_arr = hasattr(b_arr, "dtype") and hasattr(b_arr, "shape")
-    xp = backend.xp()
-    if a_is_arr and not b_is_arr:
-        b = xp.asarray(b_arr, dtype=a_arr.dtype)
-    elif b_is_arr and not a_is_arr:
-        a = xp.asarray(a_arr, dtype=b_arr.dtype)
-    elif a_arr.dtype != b_arr.dtype:
+class TensorIndexError(IndexError, ValueError):
+    """An index out of a tensor's range. An IndexError, so ``for row in tensor`` stops where it
+    should (Python's sequence protocol), and a ValueError (a right-kind, wrong-value argument), as
+    NumPy's ``AxisError`` is both."""
+
+
+# ---- argument checks shared by the public forms below --------------------------------------
+# Every check runs once per call in the public wrapper, on shapes and Python values only: never
+# a pass over the data.
+
+
+def _got(value) -> str:
+    """What came, for a message: its type and (shortened) repr, e.g. "str '1.5'"."""
+    return f"{checks.kind_of(value)} {checks.show(value)}"
+
+
+def _array_arg(op: str, name: str, value):
+    """The array of a Tensor (or array) operand; a TypeError naming ``op`` and ``name`` otherwise."""
+    if isinstance(value, Tensor):
+        return value.data
+    if _is_array(value):
+        check_tensor_dtype(op, name, value.dtype)
+        return value
+    raise TypeError(f"{op}: {name} must be a Tensor or an array, got {_got(value)}")
+
+
+def _not_bool(op: str, name: str, data) -> None:
+    if data.dtype.kind == "b":
+        raise TypeError(f"{op}: {name} has dtype bool, which has no arithmetic; convert it with .astype(...) first")
+
+
+def _floating(op: str, name: str, data) -> None:
+    if data.dtype.kind != "f":
         raise TypeError(
-            f"operands have different dtypes {a_arr.dtype} and {b_arr.dtype}; "
+            f"{op}: {name} must have a floating dtype, got {data.dtype}; convert it with .astype(np.float32) first"
+        )
+
+
+def _scalar_in_dtype(op: str, name: str, value, other: str, other_array):
+    """A Python/NumPy number as a 0-d array of ``other_array``'s dtype and backend, refused if the
+    cast would change it.
+
+    The number takes the Tensor's dtype (``x * 2`` stays float32), so it must be representable
+    there without changing kind: a float cannot join an integer tensor (it would be truncated,
+    0.5 → 0), an integer must fit the integer dtype's range, a finite float must not overflow.
+    """
+    dtype = other_array.dtype
+    if dtype.kind == "b":
+        raise TypeError(f"{op}: {other} has dtype bool, which has no arithmetic; convert it with .astype(...) first")
+    if dtype.kind in "iu":
+        if not checks.is_integer(value):
+            raise TypeError(
+                f"{op}: {name} is {_got(value)} but {other} has integer dtype {dtype}; "
+                f"convert {other} with .astype(np.float32) (or float64) first"
+            )
+        info = np.iinfo(dtype)
+        if not info.min <= int(value) <= info.max:
+            raise ValueError(f"{op}: {name} = {value} does not fit {other}'s dtype {dtype} [{info.min}, {info.max}]")
+    else:
+        non_finite_float = not checks.is_integer(value) and not math.isfinite(value)
+        # float(): a Python float compares exactly with any Python int, a NumPy float32 would overflow
+        if not non_finite_float and abs(value) > float(np.finfo(dtype).max):
+            raise ValueError(f"{op}: {name} = {checks.show(value)} overflows {other}'s dtype {dtype}")
+    return backend.array_module_of(other_array).asarray(value, dtype=dtype)
+
+
+def broadcast_shape(op: str, shape_a, shape_b, names=("a", "b")) -> tuple:
+    """The broadcast of two shapes, or a ValueError naming ``op`` and both shapes."""
+    if shape_a == shape_b:
+        return tuple(shape_a)
+    try:
+        return np.broadcast_shapes(shape_a, shape_b)
+    except ValueError:
+        raise ValueError(
+            f"{op}: {names[0]} of shape {tuple(shape_a)} and {names[1]} of shape {tuple(shape_b)} cannot be "
+            "broadcast together (trailing dimensions must be equal or 1)"
+        ) from None
+
+
+def _operands(op: str, a, b):
+    """A binary op's operands as arrays of one dtype and backend: a number takes the other side's dtype."""
+    a_num = not isinstance(a, Tensor) and not _is_array(a)
+    b_num = not isinstance(b, Tensor) and not _is_array(b)
+    for name, value, is_number in (("a", a, a_num), ("b", b, b_num)):
+        if is_number and not checks.is_real(value):
+            raise TypeError(
+                f"{op}: {name} must be a Tensor, an array or a real number, got {_got(value)}"
+            )
+    if a_num and b_num:
+        raise TypeError(f"{op}: needs a Tensor or an array, got two numbers {checks.show(a)} and {checks.show(b)}")
+    if b_num:
+        a_arr = _array_arg(op, "a", a)
+        return a, _scalar_in_dtype(op, "b", b, "a", a_arr)
+    if a_num:
+        b_arr = _array_arg(op, "b", b)
+        return _scalar_in_dtype(op, "a", a, "b", b_arr), b
+    a_arr, b_arr = _array_arg(op, "a", a), _array_arg(op, "b", b)
+    if a_arr.dtype != b_arr.dtype:
+        raise TypeError(
+            f"{op}: operands have different dtypes {a_arr.dtype} and {b_arr.dtype}; "
             "convert one explicitly with .astype(...)"
         )
+    _same_backend(op, a_arr, b_arr)
     return a, b
+
+
+def _same_backend(op: str, a_arr, b_arr, names=("a", "b")) -> None:
+    module_a, module_b = backend.array_module_of(a_arr), backend.array_module_of(b_arr)
+    if module_a is not module_b:
+        raise TypeError(
+            f"{op}: {names[0]} is a {module_a.__name__} array but {names[1]} is a {module_b.__name__} array; "
+            "move both to one backend"
+        )
+
+
+def _elementwise(op: str, a, b):
+    """Checked operands of +, -, *, /: kinds, dtypes, backends and broadcastable shapes."""
+    a, b = _operands(op, a, b)
+    a_arr, b_arr = (x.data if isinstance(x, Tensor) else x for x in (a, b))
+    _not_bool(op, "a", a_arr)
+    _not_bool(op, "b", b_arr)
+    broadcast_shape(op, a_arr.shape, b_arr.shape)
+    return a, b
+
+
+def comparison_operand(op: str, tensor, other):
+    """``other`` of ``tensor > other`` (and <, >=, <=) as an array or number, checked."""
+    if isinstance(other, Tensor) or _is_array(other):
+        other_arr = _array_arg(op, "other", other)
+        _same_backend(op, tensor.data, other_arr, ("the tensor", "other"))
+        broadcast_shape(op, tensor.shape, other_arr.shape, ("the tensor", "other"))
+        return other_arr
+    if not checks.is_real(other):
+        raise TypeError(f"{op}: other must be a Tensor, an array or a real number, got {_got(other)}")
+    return other
+
+
+def _axes(op: str, axis, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, an int or a tuple/list of ints) as sorted non-negative axes, checked."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if checks.is_integer(axis) else axis
+    if not isinstance(axes, (tuple, list)) or not all(checks.is_integer(ax) for ax in axes):
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {_got(axis)}")
+    for ax in axes:
+        if not -ndim <= ax < ndim:
+            raise ValueError(f"{op}: axis {ax} is out of range for a tensor with {ndim} dimensions")
+    normalised = tuple(sorted(int(ax) % ndim for ax in axes))
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"{op}: axis {checks.show(axis)} names an axis twice")
+    return normalised
+
+
+def _shape_arg(op: str, shape, size: int, from_shape) -> tuple[int, ...]:
+    """A target shape (ints >= 0, at most one -1) that holds ``size`` elements."""
+    dims = (shape,) if checks.is_integer(shape) else shape
+    if not isinstance(dims, (tuple, list)) or not all(checks.is_integer(n) for n in dims):
+        raise TypeError(f"{op}: shape must be an int or a tuple of ints, got {_got(shape)}")
+    dims = tuple(int(n) for n in dims)
+    if any(n < -1 for n in dims) or dims.count(-1) > 1:
+        raise ValueError(f"{op}: shape must hold sizes >= 0 and at most one -1, got {dims}")
+    known = math.prod(n for n in dims if n != -1)
+    if -1 in dims:
+        fits = known > 0 and size % known == 0  # with a 0 elsewhere, -1 could be anything
+    else:
+        fits = known == size
+    if not fits:
+        raise ValueError(
+            f"{op}: cannot reshape a tensor of shape {tuple(from_shape)} ({size} elements) into shape {dims}"
+        )
+    return dims
 
 
 class Add(Function):
@@ -173,11 +336,6 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        if a.ndim == 0 or b.ndim == 0:
-            raise ValueError("matmul operands must be at least 1-D; use * for scalars")
-        inner_a, inner_b = a.shape[-1], (b.shape[0] if b.ndim == 1 else b.shape[-2])
-        if inner_a != inner_b:
-            raise ValueError(f"matmul shapes {a.shape} and {b.shape} do not match: {inner_a} != {inner_b}")
         ctx.save_for_backward(a, b)
         return a @ b
 
@@ -199,16 +357,6 @@ class MatMul(Function):
         return ga, gb
 
 
-def _normalise_axis(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    for ax in axes:
-        if not -ndim <= ax < ndim:
-            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(ax % ndim for ax in axes))
-
-
 def _expand_reduced(g, shape, axes, keepdims):
     """Reinsert the reduced axes into a reduction's gradient so it broadcasts against the input."""
     if not keepdims:
@@ -220,8 +368,8 @@ class Sum(Function):
     """y = Σ_axes a;  dL/da = g broadcast back over the summed axes."""
 
     @staticmethod
-    def forward(ctx, a, axis, keepdims):
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, _normalise_axis(axis, a.ndim), keepdims
+    def forward(ctx, a, axes, keepdims):
+        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
         return backend.array_module_of(a).asarray(a.sum(axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
@@ -234,8 +382,8 @@ class Mean(Function):
     """y = (1/n) Σ_axes a with n the number of reduced elements;  dL/da = g / n, broadcast."""
 
     @staticmethod
-    def forward(ctx, a, axis, keepdims):
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, _normalise_axis(axis, a.ndim), keepdims
+    def forward(ctx, a, axes, keepdims):
+        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
         ctx.n = int(np.prod([a.shape[i] for i in ctx.axes])) if ctx.axes else 1
         return backend.array_module_of(a).asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
 
@@ -253,8 +401,7 @@ class Max(Function):
     """
 
     @staticmethod
-    def forward(ctx, a, axis, keepdims):
-        axes = _normalise_axis(axis, a.ndim)
+    def forward(ctx, a, axes, keepdims):
         y = a.max(axis=axes, keepdims=True)
         is_max = a == y
         ctx.save_for_backward(is_max)
@@ -275,10 +422,7 @@ class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
-        try:
-            return a.reshape(shape)
-        except ValueError:
-            raise ValueError(f"cannot reshape a tensor of shape {a.shape} into shape {tuple(shape)}") from None
+        return a.reshape(shape)
 
     @staticmethod
     def backward(ctx, g):
@@ -286,14 +430,11 @@ class Reshape(Function):
 
 
 class Transpose(Function):
-    """y = a with axes permuted by ``axes`` (reversed when None);  dL/da = g permuted by the inverse."""
+    """y = a with axes permuted by ``axes`` (non-negative, a permutation);  dL/da = g permuted by the inverse."""
 
     @staticmethod
     def forward(ctx, a, axes):
-        axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(axes)
-        if sorted(ax % a.ndim for ax in axes) != list(range(a.ndim)):
-            raise ValueError(f"axes must be a permutation of 0..{a.ndim - 1}, got {axes}")
-        ctx.inverse = tuple(np.argsort([ax % a.ndim for ax in axes]))
+        ctx.inverse = tuple(int(i) for i in np.argsort(axes))
         return a.transpose(axes)
 
     @staticmethod
@@ -310,7 +451,10 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
-        return a[index]
+        try:
+            return a[index]
+        except IndexError as err:  # out of range, too many indices, a mask of the wrong shape
+            raise TensorIndexError(f"getitem: index {checks.show(index)} does not fit shape {a.shape}: {err}") from None
 
     @staticmethod
     def backward(ctx, g):
@@ -349,99 +493,241 @@ class Concatenate(Function):
         return (None, *parts)
 
 
-def _tensor_args(values, name):
-    if not values:
-        raise ValueError(f"{name} needs at least one tensor")
-    dtypes = {(v.data if isinstance(v, Tensor) else v).dtype for v in values}
-    if len(dtypes) > 1:
-        raise TypeError(f"{name}: all tensors must have one dtype, got {sorted(map(str, dtypes))}")
-    return list(values)
+def _join_args(op: str, tensors, axis, new_axis: bool):
+    """Check the tensors and axis of concatenate/stack; return (the tensors as a list, the axis >= 0)."""
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{op}: tensors must be a list or tuple of Tensors, got {checks.kind_of(tensors)}")
+    if not tensors:
+        raise ValueError(f"{op}: tensors must hold at least one tensor, got an empty {checks.kind_of(tensors)}")
+    arrays = [_array_arg(op, f"tensors[{i}]", t) for i, t in enumerate(tensors)]
+    first = arrays[0]
+    for i, data in enumerate(arrays[1:], start=1):
+        if data.dtype != first.dtype:
+            raise TypeError(
+                f"{op}: tensors[{i}] has dtype {data.dtype} but tensors[0] has {first.dtype}; "
+                "convert one explicitly with .astype(...)"
+            )
+        _same_backend(op, first, data, ("tensors[0]", f"tensors[{i}]"))
+    ndim = first.ndim + (1 if new_axis else 0)
+    if ndim == 0:
+        raise ValueError(f"{op}: tensors are 0-d, they have no axis to join along; use stack")
+    axis = checks.integer(op, "axis", axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a result with {ndim} dimensions")
+    axis %= ndim
+    for i, data in enumerate(arrays[1:], start=1):
+        if new_axis:
+            same = data.shape == first.shape
+        else:
+            same = data.ndim == first.ndim and all(
+                n == m for d, (n, m) in enumerate(zip(data.shape, first.shape)) if d != axis
+            )
+        if not same:
+            rule = "all shapes must be equal" if new_axis else f"shapes may differ only along axis {axis}"
+            raise ValueError(f"{op}: tensors[{i}] has shape {tuple(data.shape)} but tensors[0] has "
+                             f"{tuple(first.shape)}; {rule}")
+    return list(tensors), axis
 
 
 # ---- the public functional forms ----------------------------------------------------------
+# Each checks its arguments (names, kinds, shapes) and then applies its Function.
 
 
 def add(a, b):
-    return Add.apply(*_operands(a, b))
+    return Add.apply(*_elementwise("add", a, b))
 
 
 def sub(a, b):
-    return Sub.apply(*_operands(a, b))
+    return Sub.apply(*_elementwise("sub", a, b))
 
 
 def mul(a, b):
-    return Mul.apply(*_operands(a, b))
+    return Mul.apply(*_elementwise("mul", a, b))
 
 
 def div(a, b):
-    return Div.apply(*_operands(a, b))
+    """a / b; integer tensors are refused (true division would change their dtype to float64)."""
+    a, b = _elementwise("div", a, b)
+    for name, value in (("a", a), ("b", b)):
+        data = value.data if isinstance(value, Tensor) else value
+        if data.dtype.kind in "iu":
+            raise TypeError(
+                f"div: {name} has integer dtype {data.dtype} (true division would make float64); "
+                "convert it with .astype(np.float32) (or float64) first"
+            )
+    return Div.apply(a, b)
 
 
 def neg(a):
+    _not_bool("neg", "a", _array_arg("neg", "a", a))
     return Neg.apply(a)
 
 
 def pow(a, exponent):
-    if isinstance(exponent, Tensor):
-        raise TypeError("pow supports a constant (Python number) exponent; use exp(b * log(a)) for a tensor one")
+    """a ** exponent for a constant real exponent (a Python or NumPy number, finite)."""
+    data = _array_arg("pow", "a", a)
+    _not_bool("pow", "a", data)
+    if isinstance(exponent, Tensor) or _is_array(exponent):
+        raise TypeError("pow: exponent must be a constant number; use exp(b * log(a)) for a tensor exponent")
+    if checks.is_integer(exponent):
+        exponent = int(exponent)  # a Python int keeps a's dtype (a NumPy int64 would promote int32)
+        if data.dtype.kind in "iu" and exponent < 0:
+            raise ValueError(f"pow: exponent {exponent} < 0 for integer dtype {data.dtype}; convert a to float first")
+    else:
+        exponent = checks.real("pow", "exponent", exponent)  # a Python float: float32 stays float32
+        if data.dtype.kind in "iu":
+            raise TypeError(f"pow: exponent {exponent} is a float but a has integer dtype {data.dtype}; "
+                            "convert a with .astype(np.float32) first")
     return Pow.apply(a, exponent)
 
 
 def exp(a):
+    _floating("exp", "a", _array_arg("exp", "a", a))
     return Exp.apply(a)
 
 
 def log(a):
+    _floating("log", "a", _array_arg("log", "a", a))
     return Log.apply(a)
 
 
 def matmul(a, b):
-    return MatMul.apply(*_operands(a, b))
+    """a @ b as numpy.matmul: 1-D operands are vectors, leading axes are batch axes (broadcast)."""
+    a_arr, b_arr = _array_arg("matmul", "a", a), _array_arg("matmul", "b", b)
+    a, b = _operands("matmul", a, b)
+    _not_bool("matmul", "a", a_arr)
+    _not_bool("matmul", "b", b_arr)
+    if a_arr.ndim == 0 or b_arr.ndim == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a_arr.shape} and {b_arr.shape}; "
+                         "use * for scalars")
+    inner_a, inner_b = a_arr.shape[-1], (b_arr.shape[0] if b_arr.ndim == 1 else b_arr.shape[-2])
+    if inner_a != inner_b:
+        raise ValueError(f"matmul: shapes {a_arr.shape} and {b_arr.shape} do not match: {inner_a} != {inner_b}")
+    if a_arr.ndim > 2 or b_arr.ndim > 2:
+        try:
+            np.broadcast_shapes(a_arr.shape[:-2], b_arr.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: the batch axes of shapes {a_arr.shape} and {b_arr.shape} cannot be "
+                             "broadcast together") from None
+    return MatMul.apply(a, b)
+
+
+def _reduction(op: str, a, axis, keepdims):
+    data = _array_arg(op, "a", a)
+    keepdims = checks.boolean(op, "keepdims", keepdims)
+    axes = _axes(op, axis, data.ndim)
+    return data, axes, keepdims
 
 
 def sum(a, axis=None, keepdims=False):
-    return Sum.apply(a, axis, keepdims)
+    _, axes, keepdims = _reduction("sum", a, axis, keepdims)
+    return Sum.apply(a, axes, keepdims)
 
 
 def mean(a, axis=None, keepdims=False):
-    return Mean.apply(a, axis, keepdims)
+    data, axes, keepdims = _reduction("mean", a, axis, keepdims)
+    _floating("mean", "a", data)
+    if any(data.shape[ax] == 0 for ax in axes):
+        raise ValueError(f"mean: cannot average over an empty axis (shape {data.shape}, axis {checks.show(axis)})")
+    return Mean.apply(a, axes, keepdims)
 
 
 def max(a, axis=None, keepdims=False):
-    return Max.apply(a, axis, keepdims)
+    data, axes, keepdims = _reduction("max", a, axis, keepdims)
+    if any(data.shape[ax] == 0 for ax in axes):
+        raise ValueError(f"max: an empty axis has no maximum (shape {data.shape}, axis {checks.show(axis)})")
+    return Max.apply(a, axes, keepdims)
 
 
 def reshape(a, shape):
-    return Reshape.apply(a, tuple(shape))
+    data = _array_arg("reshape", "a", a)
+    return Reshape.apply(a, _shape_arg("reshape", shape, data.size, data.shape))
 
 
 def transpose(a, axes=None):
-    return Transpose.apply(a, axes)
+    """a with its axes permuted by ``axes`` (a permutation of 0..ndim-1, negatives allowed); reversed when None."""
+    data = _array_arg("transpose", "a", a)
+    ndim = data.ndim
+    if axes is None:
+        return Transpose.apply(a, tuple(reversed(range(ndim))))
+    if not isinstance(axes, (tuple, list)) or not all(checks.is_integer(ax) for ax in axes):
+        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {_got(axes)}")
+    if len(axes) != ndim or any(not -ndim <= ax < ndim for ax in axes) or sorted(
+        int(ax) % ndim for ax in axes
+    ) != list(range(ndim)):
+        raise ValueError(
+            f"transpose: axes must be a permutation of 0..{ndim - 1} for shape {data.shape}, got {tuple(axes)}"
+        )
+    return Transpose.apply(a, tuple(int(ax) % ndim for ax in axes))
+
+
+def _index_part(part, xp):
+    """One component of an index, checked and with Tensors/lists turned into arrays."""
+    if part is None or part is Ellipsis:
+        return part
+    if checks.is_integer(part):
+        return part
+    if isinstance(part, slice):
+        for bound in (part.start, part.stop, part.step):
+            if bound is not None and not checks.is_integer(bound):
+                raise TypeError(f"getitem: index slice bounds must be ints or None, got {part!r}")
+        if part.step == 0:
+            raise ValueError(f"getitem: index slice step must not be 0, got {part!r}")
+        return part
+    if isinstance(part, (list, tuple)):
+        try:
+            part = np.asarray(part)
+        except ValueError:
+            raise TypeError(f"getitem: index lists must be rectangular, got {checks.show(part)}") from None
+        if part.size == 0:
+            part = part.astype(np.intp)  # [] is an empty integer index, not a float one
+        part = xp.asarray(part)
+    elif isinstance(part, Tensor):
+        part = part.data
+    if _is_array(part) and part.dtype.kind in "iub":
+        return part
+    what = f"array of dtype {part.dtype}" if _is_array(part) else f"{checks.kind_of(part)} {checks.show(part)}"
+    raise TypeError(
+        f"getitem: index entries must be ints, slices, None, ..., or int/bool arrays (lists, Tensors), got {what}"
+    )
 
 
 def getitem(a, index):
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    """a[index] with basic (ints, slices, None, ...) or advanced (int/bool arrays) indexing."""
+    data = _array_arg("getitem", "a", a)
+    xp = backend.array_module_of(data)
+    if isinstance(index, tuple):
+        index = tuple(_index_part(part, xp) for part in index)
+    else:
+        index = _index_part(index, xp)
     return GetItem.apply(a, index)
 
 
 def astype(a, dtype):
-    return AsType.apply(a, np.dtype(dtype))
+    """a converted to ``dtype`` (float, int, uint or bool; a cast to int or bool is not differentiable)."""
+    _array_arg("astype", "a", a)
+    if dtype is None:  # np.dtype(None) would quietly mean float64
+        raise TypeError("astype: dtype must be a dtype such as np.float32, got None")
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"astype: dtype must be a dtype such as np.float32, got {checks.kind_of(dtype)} "
+                        f"{checks.show(dtype)}") from None
+    check_tensor_dtype("astype", "dtype", resolved)
+    if resolved.kind != "f":  # integers and bools carry no gradient: the result leaves the graph
+        data = a.data if isinstance(a, Tensor) else a
+        return Tensor._wrap(data.astype(resolved))
+    return AsType.apply(a, resolved)
 
 
 def concatenate(tensors, axis=0):
-    """Join tensors along an existing axis."""
-    return Concatenate.apply(axis, *_tensor_args(tensors, "concatenate"))
+    """Join tensors along an existing axis (shapes equal but along ``axis``)."""
+    tensors, axis = _join_args("concatenate", tensors, axis, new_axis=False)
+    return Concatenate.apply(axis, *tensors)
 
 
 def stack(tensors, axis=0):
-    """Join tensors along a new axis (each gets a length-1 axis, then they are concatenated)."""
-    tensors = _tensor_args(tensors, "stack")
-    ndim = tensors[0].ndim + 1
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for stacking {ndim - 1}-D tensors")
-    axis %= ndim
-    expanded = [reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors]
-    return concatenate(expanded, axis=axis)
+    """Join tensors of one shape along a new axis (each gets a length-1 axis, then they are concatenated)."""
+    tensors, axis = _join_args("stack", tensors, axis, new_axis=True)
+    expanded = [reshape(t, tuple(t.shape[:axis]) + (1,) + tuple(t.shape[axis:])) for t in tensors]
+    return Concatenate.apply(axis, *expanded)

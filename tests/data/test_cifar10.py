@@ -225,3 +225,66 @@ def test_real_subset_from_parent_and_val_split():
     train = CIFAR10(SUBSET.parent, split="train", val_fraction=0.1, seed=0)
     assert len(val) == 1000 and len(train) == 9000
     assert np.all(np.abs(val.class_counts() - CIFAR10(SUBSET).class_counts() / 10) <= 1)
+
+
+def test_class_names_file_that_is_not_utf8_names_the_file(tmp_path):
+    _write_folder(tmp_path, {"data_batch_1.bin": _random_batch(20, 1)})
+    names = "\n".join(cifar10.CLASSES).replace("deer", "d\xe9er")  # saved as Latin-1
+    (tmp_path / "batches.meta.txt").write_bytes(names.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"batches\.meta\.txt: not UTF-8 text .*10 CIFAR-10 class names"):
+        CIFAR10(tmp_path)
+    with pytest.raises(ValueError, match=r"batches\.meta\.txt: not UTF-8 text"):
+        cifar10.read_class_names(tmp_path / "batches.meta.txt")
+
+
+def test_class_names_must_be_ten_distinct_names(tmp_path):
+    path = tmp_path / "batches.meta.txt"
+    path.write_text("\n".join(cifar10.CLASSES[:9] + ("cat",)) + "\n\n")
+    with pytest.raises(ValueError, match=r"batches\.meta\.txt: the 10 class names must be distinct.*'cat'"):
+        cifar10.read_class_names(path)
+    path.write_text("\n".join(cifar10.CLASSES[:9]))
+    with pytest.raises(ValueError, match=r"batches\.meta\.txt: expected 10 CIFAR-10 class names.*found 9"):
+        cifar10.read_class_names(path)
+    path.write_text("\n".join(cifar10.CLASSES) + "\n\n")
+    assert cifar10.read_class_names(path) == cifar10.CLASSES
+
+
+def test_registry_download_creates_the_missing_data_folder(tmp_path, monkeypatch):
+    # `--data-opt download=true --data-dir NEW` used to stop at "data folder ... does not exist".
+    from tinyspike.data.registry import build_splits
+
+    _point_at(monkeypatch, _fake_release(tmp_path))
+    root = tmp_path / "new" / "deeper" / "cifar"
+    train, test, note = build_splits("cifar10", root, download=True, progress=False)
+    assert (root / "cifar-10-batches-bin" / "test_batch.bin").is_file()
+    assert len(test) == 4 and note == ""
+    np.testing.assert_array_equal(test.inputs, _random_batch(4, 2)[0])
+
+
+def test_offline_download_says_what_to_fetch_and_where_to_put_it(tmp_path, monkeypatch, capsys):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tinyspike import cli
+    from tinyspike.data.download import DownloadError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    root = tmp_path / "fresh" / "cifar"
+    with pytest.raises(DownloadError) as info:
+        CIFAR10(root, download=True, progress=False)
+    message = str(info.value)
+    for part in ("could not download cifar-10-binary.tar.gz", cifar10.URL, "Name or service not known",
+                 str(root / "cifar-10-binary.tar.gz"), cifar10.ARCHIVE_MD5,
+                 str(root / "cifar-10-batches-bin"), "data_batch_1.bin"):
+        assert part in message, part
+    assert sorted(p.name for p in root.iterdir()) == []  # the folder is made, no temporary file is left
+    # The command line reports it as one line, exit status 2.
+    code = cli.main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "other"),
+                     "--data-opt", "download=true", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == cli.EXIT_USER_ERROR and len(err.splitlines()) == 1
+    assert "could not download cifar-10-binary.tar.gz" in err and str(tmp_path / "other") in err

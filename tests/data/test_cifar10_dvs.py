@@ -1,4 +1,8 @@
-"""CIFAR10-DVS on a fake folder of AEDAT files: split, frames, orientation, zips, cache."""
+"""CIFAR10-DVS on a fake folder of AEDAT files: split, frames, conventions, zips, cache.
+
+Each convention's frames are checked against an independent implementation on real DVS128
+recordings in tests/data/test_dvs_conventions.py; here the folders hold random events.
+"""
 
 import hashlib
 import zipfile
@@ -24,6 +28,11 @@ def _recording(rng, n=None):
                        rng.integers(0, 128, n), rng.integers(0, 2, n))
 
 
+def _as_plif2020(ev):
+    """The default convention's mapping, written out: x' = 127 - x, y' = y, p' = 1 - p."""
+    return make_events(ev["t"], 127 - ev["x"].astype(np.int64), ev["y"], 1 - ev["p"].astype(np.int64))
+
+
 def _fake_folder(root: Path, seed=0, indices=INDICES):
     rng = np.random.default_rng(seed)
     streams = {}
@@ -44,12 +53,14 @@ def test_train_and_test_splits_on_a_fake_folder(tmp_path):
     assert train.labels.tolist() == [c for c in range(10) for _ in range(2)]
     assert test.labels.tolist() == list(range(10))
     assert train.indices.tolist() == [0, 7] * 10 and test.indices.tolist() == [900] * 10
-    assert "PLIF split: recordings 0-899" in train.description
-    assert "PLIF split: recordings 900-999" in test.description
+    assert "numeric split: recordings 0-899 of each class" in train.description
+    assert "numeric split: recordings 900-999 of each class" in test.description
+    assert "convention plif2020" in train.description and "channel 0 = OFF, 1 = ON" in train.description
+    assert train.channel_names == ("OFF", "ON")
     assert train.sample_shape == (5, 2, 128, 128) and train.inputs.dtype == np.uint16
     assert train.classes == CLASSES and train.time_steps == 5
     for path, frames in zip(test.files, test.inputs):
-        np.testing.assert_array_equal(frames, to_frames(streams[path], 5, (128, 128)))
+        np.testing.assert_array_equal(frames, to_frames(_as_plif2020(streams[path]), 5, (128, 128)))
         assert frames.sum() == len(streams[path])
     everything = CIFAR10DVS(tmp_path / "c10dvs", "all", T=5, use_cache=False, progress=False)
     assert len(everything) == 30
@@ -61,17 +72,24 @@ def test_downsampling_and_dtype(tmp_path):
     assert ds.sample_shape == (4, 2, 48, 48) and ds.inputs.dtype == np.float32
     assert "48x48" in ds.description
     for path, frames in zip(ds.files, ds.inputs):
-        np.testing.assert_array_equal(frames, to_frames(streams[path], 4, (128, 128), size=48))
+        np.testing.assert_array_equal(frames, to_frames(_as_plif2020(streams[path]), 4, (128, 128), size=48))
 
 
-def test_spikingjelly_orientation_transposes_flips_and_swaps_polarity(tmp_path):
-    _fake_folder(tmp_path, indices=(901,))
-    raw = CIFAR10DVS(tmp_path, "test", T=3, use_cache=False, progress=False).inputs
-    sj = CIFAR10DVS(tmp_path, "test", T=3, orientation="spikingjelly", use_cache=False, progress=False).inputs
+def test_conventions_relate_by_transposes_flips_and_polarity_swaps(tmp_path):
+    _fake_folder(tmp_path, indices=(950,))  # 950 is a test recording in the numeric and sorted splits
+
+    def frames(convention):
+        return CIFAR10DVS(tmp_path, "test", T=3, convention=convention, use_cache=False, progress=False).inputs
+
+    raw, plif, sj = frames("tinyspike"), frames("plif2020"), frames("spikingjelly")
+    # plif[t, c, y, X] = raw[t, 1 - c, y, 127 - X]: x mirrored, channels swapped
+    np.testing.assert_array_equal(plif, raw[:, :, ::-1, :, ::-1])
     # sj[t, c, Y, X] = raw[t, 1 - c, 127 - X, 127 - Y]
     np.testing.assert_array_equal(sj, raw[:, :, ::-1].transpose(0, 1, 2, 4, 3)[:, :, :, ::-1, ::-1])
-    with pytest.raises(ValueError, match="orientation"):
-        CIFAR10DVS(tmp_path, "test", T=3, orientation="upright")
+    with pytest.raises(ValueError, match="convention"):
+        CIFAR10DVS(tmp_path, "test", T=3, convention="upright")
+    with pytest.raises(TypeError, match="orientation"):
+        CIFAR10DVS(tmp_path, "test", T=3, orientation="spikingjelly")  # one knob: the convention
 
 
 def test_missing_classes_are_named(tmp_path):

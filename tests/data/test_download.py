@@ -221,3 +221,35 @@ def test_safe_extract_rejects_non_archive(tmp_path):
     junk.write_bytes(b"not an archive at all" * 10)
     with pytest.raises(ValueError, match="not a tar"):
         safe_extract(junk, tmp_path / "dest", allow_all)
+
+
+def test_unreachable_url_names_the_file_the_url_and_where_to_place_it(tmp_path):
+    import socket
+
+    from tinyspike.data.download import DownloadError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/archive.tar.gz"
+    dest = tmp_path / "new" / "archive.tar.gz"
+    md5 = _md5(PAYLOAD)
+    with pytest.raises(DownloadError, match="could not download archive.tar.gz from") as info:
+        download_url(url, dest, md5, len(PAYLOAD), progress=False, timeout=5,
+                     hint="Or unpack it into the data folder.")
+    message = str(info.value)
+    for part in (url, str(dest), md5, f"{len(PAYLOAD):,} bytes", "Or unpack it into the data folder."):
+        assert part in message, part
+    assert isinstance(info.value, OSError)  # the CLI reports OSErrors as user errors
+    assert _leftovers(dest.parent) == []
+
+
+def test_download_url_checks_its_scalar_arguments(source, tmp_path):
+    dest, md5 = tmp_path / "blob.bin", _md5(PAYLOAD)
+    with pytest.raises(TypeError, match="expected_size must be an int"):
+        download_url(source.as_uri(), dest, md5, float(len(PAYLOAD)), progress=False)
+    with pytest.raises(ValueError, match="timeout must be a finite real number > 0"):
+        download_url(source.as_uri(), dest, md5, timeout=float("nan"))
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        download_url(source.as_uri(), dest, md5, progress="no")
+    assert not dest.exists()

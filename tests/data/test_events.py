@@ -24,7 +24,7 @@ def _naive_frames(events, T, H, W, split_by):
         for k, e in enumerate(events):
             i = min(k // d, T - 1) if d else T - 1
             out[i, e["p"], e["y"], e["x"]] += 1
-    else:
+    elif n:  # (no events: all frames stay empty)
         t0, t1 = int(events["t"].min()), int(events["t"].max())
         for e in events:
             i = 0 if t1 == t0 else min((int(e["t"]) - t0) * T // (t1 - t0), T - 1)
@@ -103,6 +103,47 @@ def test_frames_equal_the_naive_definition(cols, T, split_by):
     assert f[:, 1].sum() == int(np.sum(p)) and f[:, 0].sum() == len(ev) - int(np.sum(p))
 
 
+def _spikingjelly_time_windows(t, T):
+    """SpikingJelly's index slices [j_l, j_r) for split_by="time", as its docstring defines them:
+    dt = (t[-1] - t[0]) // T; j_l = min k with t_k >= t_0 + dt*j; j_r = (max k with
+    t_k < t_0 + dt*(j+1)) + 1, and N for the last frame. (Its code finds them with a mask of
+    each window and raises an IndexError where a window is empty; the formula still holds.)"""
+    n, dt = len(t), (int(t[-1]) - int(t[0])) // T
+    bounds = []
+    for j in range(T):
+        lo, hi = int(t[0]) + dt * j, int(t[0]) + dt * (j + 1)
+        j_l = min([k for k in range(n) if t[k] >= lo], default=n)
+        j_r = n if j == T - 1 else max([k for k in range(n) if t[k] < hi], default=-1) + 1
+        bounds.append((j_l, max(j_l, j_r)))
+    return bounds
+
+
+@settings(max_examples=60, deadline=None)
+@given(cols=events_strategy.filter(lambda c: len(c[0]) > 0), T=st.integers(1, 7))
+def test_spikingjelly_time_rule_equals_its_index_slices(cols, T):
+    t, x, y, p = cols
+    t = np.sort(np.asarray(t, dtype=np.int64))
+    ev = make_events(t, np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64),
+                     np.asarray(p, dtype=np.int64))
+    if t[-1] - t[0] < T:  # windows of 0 µs: SpikingJelly fails, and so does tinyspike, clearly
+        with pytest.raises(ValueError, match=r"rec\.aedat: split_by='time_spikingjelly' needs events spanning"):
+            to_frames(ev, T, (5, 7), "time_spikingjelly", source="rec.aedat")
+        return
+    expect = np.zeros((T, 2, 5, 7), dtype=np.int64)
+    for j, (j_l, j_r) in enumerate(_spikingjelly_time_windows(t, T)):
+        for e in ev[j_l:j_r]:
+            expect[j, e["p"], e["y"], e["x"]] += 1
+    np.testing.assert_array_equal(to_frames(ev, T, (5, 7), "time_spikingjelly", dtype=np.int64), expect)
+
+
+def test_the_two_time_rules_differ_by_the_remainder():
+    # span 10 µs, T = 3: tinyspike's edges at 3.33 and 6.67 µs, SpikingJelly's (width 10 // 3 = 3)
+    # at 3 and 6, the last frame 4 µs long.
+    ev = make_events(t=[0, 3, 4, 6, 7, 10], x=[0] * 6, y=[0] * 6, p=[1] * 6)
+    assert frame_slices(ev, 3, "time").tolist() == [0, 0, 1, 1, 2, 2]
+    assert frame_slices(ev, 3, "time_spikingjelly").tolist() == [0, 1, 1, 2, 2, 2]
+
+
 def test_binning_to_half_size_pools_two_by_two_blocks():
     rng = np.random.default_rng(0)
     n = 5000
@@ -145,8 +186,10 @@ def test_make_events_validates_columns():
 
 def test_bad_arguments():
     ev = make_events([0], [0], [0], [0])
-    with pytest.raises(ValueError, match="T must be a positive int"):
+    with pytest.raises(ValueError, match=r"to_frames: T must be an int >= 1, got 0"):
         to_frames(ev, 0, (2, 2))
+    with pytest.raises(TypeError, match=r"to_frames: T must be an int, got float 2\.0"):
+        to_frames(ev, 2.0, (2, 2))
     with pytest.raises(ValueError, match="split_by"):
         to_frames(ev, 2, (2, 2), "count")
     with pytest.raises(ValueError, match="sensor_size"):

@@ -166,3 +166,34 @@ def test_missing_files_are_reported(tmp_path):
         NMNIST(tmp_path, "test", T=2, use_cache=False)
     with pytest.raises(ValueError, match="split"):
         NMNIST(tmp_path, "val", T=2)
+
+
+def test_label_list_that_is_not_utf8_names_the_file(tmp_path):
+    # A label list saved in Latin-1 (the comment has an "é"): Python alone raises a
+    # UnicodeDecodeError naming neither the file nor what it should hold.
+    path = tmp_path / "train1K.txt"
+    path.write_bytes("# échantillon classe\n1 5\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"train1K\.txt: not UTF-8 text \(byte 0xe9 at offset 2.*'sample_id class'"):
+        read_label_list(path)
+    write_nmnist(tmp_path / "1.bin", make_events([0], [0], [0], [0]))
+    with pytest.raises(ValueError, match=r"train1K\.txt: not UTF-8 text"):
+        NMNIST(tmp_path, "train", T=2, use_cache=False)
+
+
+def test_label_list_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes("1 5\n2 0\n".encode("utf-8-sig"))
+    assert read_label_list(path) == {1: 5, 2: 0}
+
+
+def test_a_sample_without_events_is_refused_naming_the_file(tmp_path):
+    # The reader accepts a zero-length file (a valid, empty recording) ...
+    (tmp_path / "train.txt").write_text("1 5\n2 0\n")
+    write_nmnist(tmp_path / "1.bin", make_events([0, 5], [1, 2], [3, 4], [0, 1]))
+    (tmp_path / "2.bin").write_bytes(b"")
+    assert read_nmnist(tmp_path / "2.bin").size == 0
+    # ... the dataset does not: all-zero frames with a label are nothing to learn from.
+    for use_cache in (False, True):
+        with pytest.raises(ValueError, match=r"2\.bin: the recording holds no events"):
+            NMNIST(tmp_path, "train", T=2, use_cache=use_cache, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

@@ -163,7 +163,7 @@ def test_normalize_rejects_wrong_input():
         T.normalize(batch().astype(np.float32), MEAN, STD)
     with pytest.raises(ValueError, match="one value per channel"):
         T.normalize(batch(), MEAN[:2], STD[:2])
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"std\[1\] must be a finite real number > 0"):
         T.normalize(batch(), MEAN, (0.2, 0.0, 0.2))
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         T.normalize(batch()[0], MEAN, STD)
@@ -189,5 +189,5 @@ def test_presets():
         assert not np.array_equal(a, none(x, rng()))
     kinds = [type(s).__name__ for s in T.preset("alternative", MEAN, STD).steps]
     assert kinds == ["RandomCrop", "RandomRotation", "RandomHorizontalFlip", "Normalize"]
-    with pytest.raises(ValueError, match="preset name"):
+    with pytest.raises(ValueError, match="preset: name must be one of"):
         T.preset("autoaugment", MEAN, STD)

@@ -292,7 +292,7 @@ class EnergyCounter(HookedObserver):
             stats.ones = stats.ones + x.sum(dtype=np.float64)
             stats.elements += int(x.size)
             if stats.binary:
-                stats.binary = bool(xp.all((x == 0) | (x == 1)))
+                stats.binary = bool(xp.all((x == 0) | (x == 1)).item())  # explicit sync
             return None
 
         return hook

@@ -8,6 +8,11 @@ the pixel and the polarity::
     bit   15   14 ........ 8   7 ....... 1   0
           ext  y (7 bits)      x (7 bits)    p        x = (a >> 1) & 0x7F, y = (a >> 8) & 0x7F
 
+The readers here return these bits as stored. Polarity: **p = 0 is ON (brighter), p = 1 is OFF**,
+as jAER's DVS128 extractor reads them (it stores ``1 - p`` as its ON flag and also mirrors x,
+``127 - x``); so frames of raw events hold ON in channel 0. ``CIFAR10DVS``'s conventions apply
+jAER's swap (``tinyspike.data.cifar10_dvs``), and ``emulator.write_recordings`` writes ON as 0.
+
 Bit 15 marks jAER's "special" (external input / sync) events; any bit above 14 set means the
 record is not a DVS128 pixel event, so ``read_aedat2`` refuses such records unless told to drop
 them (a DAVIS file, whose 32-bit addresses put x at bits 12-21, would otherwise decode into
@@ -29,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyspike import checks
 from tinyspike.data.cache import atomic_write_bytes
+from tinyspike.data.dataset import check_path
 from tinyspike.data.events import EVENT_DTYPE, check_events
 
 MAGIC = b"#!AER-DAT2.0"
@@ -50,7 +57,9 @@ DEFAULT_HEADER = (
 
 
 def decode_dvs128(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, y, p)`` as uint16, uint16, uint8 from DVS128 addresses (any unsigned int array)."""
+    """``(x, y, p)`` as uint16, uint16, uint8 from DVS128 addresses (any unsigned int array).
+
+    ``p`` is the raw bit: 0 = ON, 1 = OFF (jAER)."""
     addr = np.asarray(addr)
     x = ((addr >> 1) & 0x7F).astype(np.uint16)
     y = ((addr >> 8) & 0x7F).astype(np.uint16)
@@ -110,10 +119,11 @@ def parse_aedat2(
     data: bytes, *, source="<bytes>", special: str = "error", on_decrease: str = "error"
 ) -> np.ndarray:
     """Decode the bytes of an AEDAT 2.0 file into an ``EVENT_DTYPE`` array (see ``read_aedat2``)."""
-    if special not in SPECIAL:
-        raise ValueError(f"special must be one of {SPECIAL}, got {special!r}")
-    if on_decrease not in ON_DECREASE:
-        raise ValueError(f"on_decrease must be one of {ON_DECREASE}, got {on_decrease!r}")
+    checks.choice("parse_aedat2", "special", special, SPECIAL)
+    checks.choice("parse_aedat2", "on_decrease", on_decrease, ON_DECREASE)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"parse_aedat2: data must be bytes, got {checks.kind_of(data)}")
+    data = bytes(data)
     _, start = split_header(data, source)
     body = len(data) - start
     if body % 8:
@@ -149,16 +159,18 @@ def read_aedat2(path, *, special: str = "error", on_decrease: str = "error") -> 
     ``"drop"`` skips those records. ``on_decrease``: ``"error"`` (default) raises on a
     timestamp that goes backwards (other than a 32-bit wrap, which is unwrapped), ``"keep"``
     keeps the events in file order. Timestamps are the file's own (not shifted to start at 0).
-    Every error is a ValueError that names the file.
+    Every error is a ValueError that names the file. A file with a header and no body is
+    well-formed and gives an empty array; the datasets refuse such a recording
+    (``tinyspike.data.cache.read_nonempty``).
     """
-    path = Path(path)
+    path = check_path("read_aedat2", "path", path)
     data = path.read_bytes()
     return parse_aedat2(data, source=path, special=special, on_decrease=on_decrease)
 
 
 def read_aedat2_header(path) -> list[str]:
     """The header lines of an AEDAT 2.0 file (e.g. to find the camera's serial number)."""
-    path = Path(path)
+    path = check_path("read_aedat2_header", "path", path)
     with open(path, "rb") as f:
         head = f.read(1 << 16)
     # A header longer than 64 KiB would need the whole file; jAER's are about 5 KB.

@@ -12,6 +12,10 @@ The parameters are also stored inside the file and compared on load, so a hit is
 just trusted. Files are ``.npz`` written to a temporary name and renamed into place
 (``os.replace`` is atomic), so a crash or a failed parse never leaves a half-written entry, and
 they are loaded with ``allow_pickle=False``: a cache file can only ever yield plain arrays.
+
+A damaged cache file (truncated, bytes flipped, emptied, replaced by something else) is never
+served and never an error: it is logged as a warning naming the file and rebuilt from the source
+files. The zip container's CRC-32 of every member is what catches a flipped byte.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from tinyspike import checks
 from tinyspike.data.download import default_cache_dir
-from tinyspike.data.events import frames_from_files
+from tinyspike.data.events import _EXACT_LIMIT, frames_from_files, output_size
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,27 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 _PARAMS_KEY = "__params__"
+
+# What np.load raises on a damaged .npz, as measured on truncated and byte-flipped files: the zip
+# layer (BadZipFile: bad CRC, no central directory; NotImplementedError: a flipped compression
+# method), zlib (a corrupt deflate stream), the .npy header parser (ValueError, struct.error) and
+# short reads (EOFError, OSError).
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, struct.error, zipfile.BadZipFile, zlib.error,
+               NotImplementedError)
+
+#: The dtypes frames can be built in: those ``to_frames`` fills exactly.
+FRAME_DTYPES = tuple(sorted(str(d) for d in _EXACT_LIMIT))
+
+
+def check_frame_dtype(where: str, dtype) -> np.dtype:
+    """``dtype`` as a ``np.dtype`` that event frames can be built in (``FRAME_DTYPES``)."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if isinstance(dtype, bool) or resolved is None or resolved not in _EXACT_LIMIT:
+        raise TypeError(f"{where}: dtype must be one of {list(FRAME_DTYPES)}, got {checks.show(dtype)}")
+    return resolved
 
 
 def _check_json_value(value, where: str) -> None:
@@ -125,20 +153,27 @@ class FrameCache:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
         return self.dir / f"{safe}-{cache_key(params)}.npz"
 
-    def load(self, params: Mapping) -> dict[str, np.ndarray] | None:
-        """The cached arrays for ``params``, or None if absent (or unreadable: then rebuilt)."""
+    def load(self, params: Mapping, valid: Callable[[dict], bool] | None = None) -> dict[str, np.ndarray] | None:
+        """The cached arrays for ``params``, or None if absent (or unreadable: then rebuilt).
+
+        ``valid(arrays)``, if given, says whether the loaded arrays are what the caller expects
+        (names, shapes); arrays it refuses are treated as a damaged entry.
+        """
         path = self.path_for(params)
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-            log.warning("cache file %s is unreadable (%s); it will be rebuilt", path, err)
+        except _UNREADABLE as err:
+            log.warning("cache file %s is unreadable (%s: %s); it will be rebuilt", path, type(err).__name__, err)
             return None
         stored = arrays.pop(_PARAMS_KEY, None)
         if stored is None or str(stored) != canonical_params(params):
             log.warning("cache file %s holds other parameters; it will be rebuilt", path)
+            return None
+        if valid is not None and not valid(arrays):
+            log.warning("cache file %s holds arrays of other names or shapes; it will be rebuilt", path)
             return None
         return arrays
 
@@ -168,13 +203,14 @@ class FrameCache:
         return path
 
     def get_or_build(
-        self, params: Mapping, build: Callable[[], Mapping[str, np.ndarray]]
+        self, params: Mapping, build: Callable[[], Mapping[str, np.ndarray]],
+        valid: Callable[[dict], bool] | None = None,
     ) -> dict[str, np.ndarray]:
         """Load the arrays for ``params``, or call ``build()``, save its result and return it.
 
-        If ``build`` raises, nothing is written and the exception propagates.
+        If ``build`` raises, nothing is written and the exception propagates. ``valid``: see ``load``.
         """
-        cached = self.load(params)
+        cached = self.load(params, valid)
         if cached is not None:
             return cached
         arrays = dict(build())
@@ -215,12 +251,30 @@ def cached_arrays(
     *,
     cache_dir=None,
     use_cache: bool = True,
+    valid: Callable[[dict], bool] | None = None,
 ) -> dict[str, np.ndarray]:
-    """``FrameCache(cache_dir).get_or_build(params, build)``, or just ``build()`` if not use_cache."""
+    """``FrameCache(cache_dir).get_or_build(params, build, valid)``, or just ``build()`` if not use_cache."""
+    use_cache = checks.boolean("cached_arrays", "use_cache", use_cache)
     if not use_cache:
         cache_key(params)  # still validate the parameters, so both paths reject the same input
         return dict(build())
-    return FrameCache(cache_dir).get_or_build(params, build)
+    return FrameCache(cache_dir).get_or_build(params, build, valid)
+
+
+def read_nonempty(read: Callable, path):
+    """``read(path)``, refusing a recording without events with a ``ValueError`` naming the file.
+
+    The readers accept an empty recording (a zero-length N-MNIST file, an AEDAT file with a
+    header and no body are well-formed); a dataset does not, because such a sample becomes
+    all-zero frames with a label: nothing to learn from, and most often a failed copy.
+    """
+    events = read(path)
+    if len(events) == 0:
+        raise ValueError(
+            f"{path}: the recording holds no events (an empty file, or a header without a body); "
+            "a dataset sample needs at least one event: replace or remove the file"
+        )
+    return events
 
 
 def cached_frames(
@@ -242,16 +296,24 @@ def cached_frames(
 
     Builds with ``frames_from_files(paths, read, ...)``, stores the counts compactly
     (``compact_counts``) under ``params`` and returns them as ``dtype`` (exact: ``to_frames``
-    checked at build time that every count fits ``dtype``).
+    checked at build time that every count fits ``dtype``). A file whose recording holds no
+    events raises a ``ValueError`` naming it (``read_nonempty``). A cache entry whose frames do
+    not have the expected shape is rebuilt.
     """
-    dtype = np.dtype(dtype)
+    dtype = check_frame_dtype("cached_frames", dtype)
+    paths = list(paths)
+    expected_shape = (len(paths), int(T), 2, *output_size(sensor_size, size))
 
     def build():
         frames = frames_from_files(
-            paths, read, T, sensor_size, split_by, size=size, dtype=dtype,
-            progress=progress, desc=desc,
+            paths, lambda path: read_nonempty(read, path), T, sensor_size, split_by, size=size,
+            dtype=dtype, progress=progress, desc=desc,
         )
         return {"frames": compact_counts(frames)}
 
-    stored = cached_arrays(params, build, cache_dir=cache_dir, use_cache=use_cache)["frames"]
+    def valid(arrays):
+        frames = arrays.get("frames")
+        return frames is not None and frames.shape == expected_shape and frames.dtype.kind == "u"
+
+    stored = cached_arrays(params, build, cache_dir=cache_dir, use_cache=use_cache, valid=valid)["frames"]
     return stored.astype(dtype, copy=False)

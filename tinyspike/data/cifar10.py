@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyspike import checks
 from tinyspike.data.cache import atomic_write_bytes
-from tinyspike.data.dataset import ArrayDataset, stratified_split
+from tinyspike.data.dataset import ArrayDataset, check_path, read_text_lines, stratified_split
 from tinyspike.data.download import default_cache_dir, download_url, safe_extract
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -94,11 +95,19 @@ def write_cifar10_batch(path: str | os.PathLike, images: np.ndarray, labels: np.
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
-    """Class names from ``batches.meta.txt`` (one per line; blank lines ignored)."""
-    path = Path(path)
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    """Class names from ``batches.meta.txt``: 10 distinct names, one per line, in UTF-8.
+
+    Blank lines are ignored. Raises ``ValueError`` naming the file if it is not UTF-8 text or
+    does not hold exactly 10 distinct names.
+    """
+    path = check_path("read_class_names", "path", path)
+    expected = "10 CIFAR-10 class names, one per line"
+    names = tuple(line.strip() for line in read_text_lines(path, expected) if line.strip())
     if len(names) != 10:
-        raise ValueError(f"{path}: expected 10 class names, found {len(names)}: {names}")
+        raise ValueError(f"{path}: expected {expected}, found {len(names)}: {checks.show(names, 120)}")
+    if len(set(names)) != 10:
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{path}: the 10 class names must be distinct, but {twice} appear twice")
     return names
 
 
@@ -129,16 +138,26 @@ def find_batches_dir(root: str | os.PathLike) -> Path | None:
     return None
 
 
+def archive_member_allowed(name: str) -> bool:
+    """Whether ``name`` is a member the official archive has (``safe_extract`` refuses others)."""
+    parts = name.rstrip("/").split("/")
+    return parts[0] == BATCHES_DIR and (len(parts) == 1 or (len(parts) == 2 and parts[1] in _ARCHIVE_MEMBERS))
+
+
 def download_cifar10(root: str | os.PathLike, progress: bool = True) -> Path:
-    """Download and check the binary archive into ``root`` and extract it; return the batches dir."""
-    root = Path(root)
-    archive = download_url(URL, root / ARCHIVE_NAME, ARCHIVE_MD5, ARCHIVE_SIZE, progress=progress)
+    """Download and check the binary archive into ``root`` and extract it; return the batches dir.
 
-    def allowed(name: str) -> bool:
-        parts = name.rstrip("/").split("/")
-        return parts[0] == BATCHES_DIR and (len(parts) == 1 or (len(parts) == 2 and parts[1] in _ARCHIVE_MEMBERS))
-
-    safe_extract(archive, root, allowed)
+    ``root`` is created (parents included) if it does not exist. Without network access a
+    ``DownloadError`` says which file could not be fetched from where, and how to install it by
+    hand: the archive at ``root/cifar-10-binary.tar.gz``, or its extracted folder at
+    ``root/cifar-10-batches-bin/``.
+    """
+    root = check_path("download_cifar10", "root", root)
+    progress = checks.boolean("download_cifar10", "progress", progress)
+    hint = (f" Or extract the archive yourself so that {root / BATCHES_DIR} holds data_batch_1.bin ... "
+            "data_batch_5.bin and test_batch.bin.")
+    archive = download_url(URL, root / ARCHIVE_NAME, ARCHIVE_MD5, ARCHIVE_SIZE, progress=progress, hint=hint)
+    safe_extract(archive, root, archive_member_allowed)
     return root / BATCHES_DIR
 
 
@@ -158,8 +177,13 @@ class CIFAR10(ArrayDataset):
             Use the same ``val_fraction`` and ``seed`` for the train and val datasets: they are then
             disjoint and together cover the training batches.
         seed: chooses which images are held out (the split depends on nothing else).
-        download: fetch and extract the official archive into ``root`` if no batch file is found.
+        download: fetch and extract the official archive into ``root`` (created if missing) if
+            no batch file is found; see ``download_cifar10``.
         progress: show a progress bar while downloading.
+
+    Every file is checked as it is read: a batch whose size is not a whole number of records or
+    with a label above 9, or a ``batches.meta.txt`` that is not 10 distinct UTF-8 names, raises a
+    ``ValueError`` naming the file.
 
     Attributes beyond ``ArrayDataset``'s: ``files`` (the batch files read), ``indices`` (which
     records of their concatenation this split holds).
@@ -177,13 +201,15 @@ class CIFAR10(ArrayDataset):
         progress: bool = True,
     ):
         split = _resolve_split(split, train)
-        if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+        val_fraction = checks.real("CIFAR10", "val_fraction", val_fraction, 0.0, 1.0, high_open=True)
+        seed = checks.integer("CIFAR10", "seed", seed, low=0)
+        download = checks.boolean("CIFAR10", "download", download)
+        progress = checks.boolean("CIFAR10", "progress", progress)
         if split == "val" and val_fraction == 0:
-            raise ValueError("split='val' needs val_fraction > 0 (the part of the training batches to hold out)")
+            raise ValueError("CIFAR10: split='val' needs val_fraction > 0 (the part of the training batches to hold out)")
         if split == "test" and val_fraction:
-            raise ValueError("val_fraction applies to the training batches; leave it 0 for split='test'")
-        root = Path(root) if root is not None else default_cache_dir() / "cifar10"
+            raise ValueError("CIFAR10: val_fraction applies to the training batches; leave it 0 for split='test'")
+        root = check_path("CIFAR10", "root", root) if root is not None else default_cache_dir() / "cifar10"
 
         folder = find_batches_dir(root)
         if folder is None and download:
@@ -217,17 +243,15 @@ class CIFAR10(ArrayDataset):
 
 
 def _resolve_split(split, train) -> str:
+    if split is not None:
+        checks.choice("CIFAR10", "split", split, SPLITS)
     if train is not None:
-        if not isinstance(train, bool):
-            raise TypeError(f"train must be a bool, got {type(train).__name__}")
+        train = checks.boolean("CIFAR10", "train", train)
         from_train = "train" if train else "test"
         if split is not None and split != from_train:
-            raise ValueError(f"split={split!r} contradicts train={train}; give one of them")
+            raise ValueError(f"CIFAR10: split={split!r} contradicts train={train}; give one of them")
         split = from_train
-    split = "train" if split is None else split
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return split
+    return "train" if split is None else split
 
 
 def _batch_files(folder: Path, split: str) -> list[Path]:

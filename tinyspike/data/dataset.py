@@ -17,9 +17,13 @@ whatever indexable it has); the DataLoader only ever calls ``len(dataset)`` and 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from tinyspike import checks
 
 
 class ArrayDataset:
@@ -59,21 +63,19 @@ class ArrayDataset:
             raise ValueError(
                 f"labels must lie in [0, {len(classes)}), got range [{labels.min()}, {labels.max()}]"
             )
-        if time_steps is not None:
-            if not isinstance(time_steps, (int, np.integer)) or time_steps < 1:
-                raise ValueError(f"time_steps must be a positive int or None, got {time_steps!r}")
-            if inputs.ndim != 5 or inputs.shape[1] != time_steps:
-                raise ValueError(
-                    f"event inputs must be [N, T={time_steps}, C, H, W], got shape {inputs.shape}"
-                )
-            time_steps = int(time_steps)
+        time_steps = checks.optional_integer("ArrayDataset", "time_steps", time_steps, low=1)
+        if time_steps is not None and (inputs.ndim != 5 or inputs.shape[1] != time_steps):
+            raise ValueError(
+                f"ArrayDataset: event inputs must be [N, T={time_steps}, C, H, W], got shape {inputs.shape}"
+            )
         self.inputs = inputs
         self.labels = labels
         self.classes = classes
         self.time_steps = time_steps
         self.description = description or f"{type(self).__name__} ({len(labels)} samples)"
-        self.mean = None if mean is None else tuple(float(m) for m in mean)
-        self.std = None if std is None else tuple(float(s) for s in std)
+        self.mean = None if mean is None else checks.reals("ArrayDataset", "mean", tuple(mean))
+        self.std = None if std is None else checks.reals(
+            "ArrayDataset", "std", tuple(std), low=0.0, low_open=True)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -119,10 +121,8 @@ def stratified_split(
     so the split is the same on every machine and run. Both index arrays are sorted.
     """
     labels = np.asarray(labels)
-    if not (isinstance(fraction, (float, int)) and 0.0 < fraction < 1.0):
-        raise ValueError(f"fraction must be a number in (0, 1), got {fraction!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    fraction = checks.real("stratified_split", "fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
+    seed = checks.integer("stratified_split", "seed", seed, low=0)
     n = len(labels)
     n_held = int(np.ceil(fraction * n - 1e-9))
     classes, counts = np.unique(labels, return_counts=True)
@@ -141,3 +141,37 @@ def stratified_split(
     mask = np.ones(n, dtype=bool)
     mask[held] = False
     return np.flatnonzero(mask), held
+
+
+def read_text_lines(path: str | os.PathLike, expected: str) -> list[str]:
+    """The lines of the UTF-8 text file ``path`` (a leading byte-order mark is dropped).
+
+    ``expected`` says what the file should hold (e.g. ``"'sample_id class' lines"``); a file that
+    is not UTF-8 text (a binary file given by mistake, a list saved in another encoding) raises a
+    ``ValueError`` naming the file, the first bad byte and what was expected, where Python alone
+    would raise a ``UnicodeDecodeError`` that names neither.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start} cannot be "
+            f"decoded); expected {expected}"
+        ) from None
+    return text.splitlines()
+
+
+def check_path(where: str, name: str, value) -> Path:
+    """``value`` as a ``Path``: a ``str`` or ``os.PathLike`` naming a file or folder, not empty.
+
+    ``Path(None)`` or ``Path(3)`` would fail with a message naming neither the function nor the
+    argument, and ``Path("")`` silently means the current folder.
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{where}: {name} must be a path (str or os.PathLike), got "
+                        f"{checks.kind_of(value)} {checks.show(value)}")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{where}: {name} must name a file or folder, got the empty string")
+    return Path(value)

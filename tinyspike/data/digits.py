@@ -19,8 +19,11 @@ import io
 import os
 from pathlib import Path
 
+import zlib
+
 import numpy as np
 
+from tinyspike import checks
 from tinyspike.data.dataset import ArrayDataset, stratified_split
 
 N_IMAGES = 1797
@@ -29,9 +32,17 @@ CLASSES = tuple(str(d) for d in range(10))
 
 
 def build_digits_npz(csv_gz: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Convert scikit-learn's ``digits.csv.gz`` (64 pixel columns then the label) to ``out``."""
-    with gzip.open(csv_gz, "rt") as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    """Convert scikit-learn's ``digits.csv.gz`` (64 pixel columns then the label) to ``out``.
+
+    A file that is not a gzip-compressed table of integers raises a ``ValueError`` naming it.
+    """
+    try:
+        with gzip.open(csv_gz, "rt", encoding="ascii") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (gzip.BadGzipFile, EOFError, zlib.error, ValueError) as err:
+        raise ValueError(
+            f"{csv_gz}: not a gzip-compressed CSV table of integers ({type(err).__name__}: {err})"
+        ) from None
     if table.shape != (N_IMAGES, 65):
         raise ValueError(f"{csv_gz}: not the 1797×65 digits table (got shape {table.shape})")
     if table.min() < 0 or table[:, :64].max() > 16 or table[:, 64].max() > 9:
@@ -59,6 +70,11 @@ def upsample(images: np.ndarray, size: int, interpolation: str = "nearest") -> n
     """Resize ``[N, h, w]`` float images to ``[N, size, size]`` (pixel centres aligned, as
     PIL/OpenCV/``align_corners=False``). ``"nearest"`` with ``size`` a multiple of 8 repeats each
     pixel ``size/8`` times, which undoes the 4×4 block counting the data was made with."""
+    size = checks.integer("upsample", "size", size, low=1)
+    checks.choice("upsample", "interpolation", interpolation, ("nearest", "bilinear"))
+    if not isinstance(images, np.ndarray) or images.ndim != 3:
+        got = images.shape if isinstance(images, np.ndarray) else checks.kind_of(images)
+        raise ValueError(f"upsample: images must be a [N, h, w] numpy array, got {got}")
     n, h, w = images.shape
 
     def coords(out_len, in_len):
@@ -105,12 +121,14 @@ class Digits(ArrayDataset):
         test_fraction: float = TEST_FRACTION,
         seed: int = 0,
     ):
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-        if not isinstance(size, (int, np.integer)) or size < 8:
-            raise ValueError(f"size must be an int >= 8, got {size!r}")
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        checks.choice("Digits", "split", split, ("train", "test", "all"))
+        size = checks.integer("Digits", "size", size, low=8)
+        channels = checks.integer("Digits", "channels", channels, 1, 3)
+        if channels == 2:
+            raise ValueError("Digits: channels must be 1 (grey) or 3 (RGB), got 2")
+        checks.choice("Digits", "interpolation", interpolation, ("nearest", "bilinear"))
+        test_fraction = checks.real("Digits", "test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        seed = checks.integer("Digits", "seed", seed, low=0)
         raw, labels = load_digits_raw()
         train_idx, test_idx = stratified_split(labels, test_fraction, seed)
         idx = {"train": train_idx, "test": test_idx, "all": np.arange(len(labels))}[split]

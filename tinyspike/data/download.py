@@ -8,25 +8,51 @@ Three promises, because a half-written or hostile download must never look like 
 - ``safe_extract`` unpacks a tar/zip archive only if every member is a plain file or directory
   whose name stays inside the destination and is one the caller expects. It unpacks into a
   temporary folder beside ``dest_dir`` and renames into place, so a refused or failed extraction
-  leaves nothing behind.
+  leaves nothing behind. A truncated or damaged archive (a bad gzip or zip CRC, a cut-off
+  stream) raises a ``ValueError`` naming it, also before anything reaches ``dest_dir``.
 - Nothing downloaded is ever unpickled: the loaders read raw binary formats.
+
+Without network access ``download_url`` raises a ``DownloadError`` that says which file could not
+be fetched from which URL, and where to put it by hand (a file placed there with the right MD5 is
+used without downloading).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from tqdm.auto import tqdm
 
+from tinyspike import checks
+
 _CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar
+
+# What a failed fetch raises: no network, DNS, refused connection, HTTP errors (URLError), a
+# connection dropped or stalled mid-file (ConnectionError, TimeoutError, IncompleteRead).
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+# What reading a damaged archive raises: tarfile's ReadError, zipfile's BadZipFile (bad CRC, no
+# central directory), gzip's BadGzipFile (an OSError: bad CRC or length), a cut-off gzip stream
+# (EOFError), a corrupt deflate stream (zlib.error), a flipped zip compression method
+# (NotImplementedError).
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error,
+                   NotImplementedError)
+
+
+class DownloadError(ConnectionError):
+    """A file could not be fetched; the message says from where and how to place it by hand."""
 
 
 def default_cache_dir() -> Path:
@@ -54,8 +80,18 @@ def md5_of(path: str | os.PathLike) -> str:
 
 def _check_md5_arg(md5: str) -> str:
     if not isinstance(md5, str) or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5.lower()):
-        raise ValueError(f"md5 must be a 32-character hex string, got {md5!r}")
+        raise ValueError(f"download_url: md5 must be a 32-character hex string, got {checks.show(md5)}")
     return md5.lower()
+
+
+def _fetch_failed(url: str, dest: Path, md5: str, expected_size, err: BaseException, hint: str) -> DownloadError:
+    reason = getattr(err, "reason", None) or err
+    size = f"{expected_size:,} bytes, " if expected_size is not None else ""
+    return DownloadError(
+        f"could not download {dest.name} from {url} ({type(err).__name__}: {reason}). Without "
+        f"network access, fetch that URL elsewhere and place the file at {dest} ({size}MD5 {md5}): "
+        f"it is then checked and used without downloading.{hint}"
+    )
 
 
 def download_url(
@@ -65,6 +101,7 @@ def download_url(
     expected_size: int | None = None,
     progress: bool = True,
     timeout: float = 60.0,
+    hint: str = "",
 ) -> Path:
     """Download ``url`` to ``dest`` and check it; return ``dest`` as a Path.
 
@@ -75,10 +112,23 @@ def download_url(
     Raises ``ValueError`` if the size differs from ``expected_size`` or the MD5 from ``md5``
     (naming the file and both values); the temporary file is removed in every failure.
     ``timeout`` (seconds) bounds each network wait, so a stalled server raises instead of hanging.
+    ``dest``'s folder is created (parents included) if it does not exist.
+
+    A fetch that fails (no network, an unknown host, a refused connection, an HTTP error, a
+    dropped connection) raises ``DownloadError`` naming the file, the URL, the reason, and where
+    to place the file by hand; ``hint`` (one or more sentences) is appended to that message.
     """
+    if not isinstance(url, str) or not url:
+        raise TypeError(f"download_url: url must be a non-empty str, got {checks.kind_of(url)} {checks.show(url)}")
     md5 = _check_md5_arg(md5)
-    if expected_size is not None and (not isinstance(expected_size, int) or expected_size < 0):
-        raise ValueError(f"expected_size must be a non-negative int or None, got {expected_size!r}")
+    expected_size = checks.optional_integer("download_url", "expected_size", expected_size, low=0)
+    progress = checks.boolean("download_url", "progress", progress)
+    timeout = checks.real("download_url", "timeout", timeout, 0.0, low_open=True)
+    if not isinstance(hint, str):
+        raise TypeError(f"download_url: hint must be a str, got {checks.kind_of(hint)}")
+    hint = " " + hint.strip() if hint.strip() else ""
+    if not isinstance(dest, (str, os.PathLike)):
+        raise TypeError(f"download_url: dest must be a path (str or os.PathLike), got {checks.kind_of(dest)}")
     dest = Path(dest)
     if dest.is_file() and md5_of(dest) == md5:
         return dest
@@ -89,18 +139,29 @@ def download_url(
     try:
         digest = hashlib.md5(usedforsecurity=False)
         n_bytes = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            header = response.headers.get("Content-Length") if response.headers else None
-            total = expected_size if expected_size is not None else (int(header) if header else None)
-            with tqdm(
-                total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=dest.name, disable=not progress, leave=False,
-            ) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    n_bytes += len(chunk)
-                    bar.update(len(chunk))
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=timeout)
+            except _NETWORK_ERRORS as err:
+                raise _fetch_failed(url, dest, md5, expected_size, err, hint) from err
+            with response:
+                header = response.headers.get("Content-Length") if response.headers else None
+                total = expected_size if expected_size is not None else (int(header) if header else None)
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=dest.name, disable=not progress, leave=False,
+                ) as bar:
+                    while True:
+                        try:
+                            chunk = response.read(_CHUNK)
+                        except _NETWORK_ERRORS as err:
+                            raise _fetch_failed(url, dest, md5, expected_size, err, hint) from err
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        digest.update(chunk)
+                        n_bytes += len(chunk)
+                        bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
         if expected_size is not None and n_bytes != expected_size:
@@ -188,6 +249,38 @@ def _move_into(src: Path, dst: Path) -> None:
             os.replace(entry, target)
 
 
+def _extract_tar(archive: Path, tmp: Path, allowed) -> None:
+    with tarfile.open(archive) as tar:
+        members = _tar_members(archive, tar, allowed)
+        for m in members:
+            target = tmp / m.name
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            with src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+        # tarfile stops at the end-of-archive marker; a gzip/bz2/xz stream checks its CRC only
+        # when read to its very end, so read the rest (the zero padding) to have it checked.
+        while tar.fileobj.read(_CHUNK):
+            pass
+
+
+def _extract_zip(archive: Path, tmp: Path, allowed) -> None:
+    # zipfile checks each member's CRC-32 when it has been read to the end (copyfileobj does).
+    with zipfile.ZipFile(archive) as zf:
+        members = _zip_members(archive, zf, allowed)
+        for m in members:
+            target = tmp / m.filename
+            if m.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+
+
 def safe_extract(
     archive: str | os.PathLike,
     dest_dir: str | os.PathLike,
@@ -201,39 +294,31 @@ def safe_extract(
     single byte is written. Extraction goes to a temporary folder beside ``dest_dir`` and is then
     moved into ``dest_dir`` (created if needed); existing files there with the same names are
     replaced. Returns the paths of the extracted regular files.
+
+    A damaged archive (empty, truncated, a failed gzip or zip CRC check, garbage) raises a
+    ``ValueError`` naming it; the compressed stream is read to its end so that its checksum is
+    always verified, and nothing is moved into ``dest_dir`` unless the whole archive was sound.
     """
+    if not isinstance(archive, (str, os.PathLike)):
+        raise TypeError(f"safe_extract: archive must be a path (str or os.PathLike), got {checks.kind_of(archive)}")
+    if not isinstance(dest_dir, (str, os.PathLike)):
+        raise TypeError(f"safe_extract: dest_dir must be a path (str or os.PathLike), got {checks.kind_of(dest_dir)}")
     archive, dest_dir = Path(archive), Path(dest_dir)
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist")
     if not callable(allowed):
-        raise TypeError(f"allowed must be a callable name -> bool, got {type(allowed).__name__}")
+        raise TypeError(f"safe_extract: allowed must be a callable name -> bool, got {type(allowed).__name__}")
     kind = _archive_kind(archive)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", suffix=".extract", dir=dest_dir.parent))
     try:
-        if kind == "tar":
-            with tarfile.open(archive) as tar:
-                members = _tar_members(archive, tar, allowed)
-                for m in members:
-                    target = tmp / m.name
-                    if m.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tar.extractfile(m)
-                    with src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, _CHUNK)
-        else:
-            with zipfile.ZipFile(archive) as zf:
-                members = _zip_members(archive, zf, allowed)
-                for m in members:
-                    target = tmp / m.filename
-                    if m.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(m) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, _CHUNK)
+        try:
+            (_extract_tar if kind == "tar" else _extract_zip)(archive, tmp, allowed)
+        except _ARCHIVE_ERRORS as err:
+            raise ValueError(
+                f"{archive}: damaged or truncated {kind} archive ({type(err).__name__}: {err}); "
+                "delete it and download it again"
+            ) from err
         extracted_rel = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
         if not dest_dir.exists():
             os.replace(tmp, dest_dir)  # one atomic rename

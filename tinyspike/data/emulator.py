@@ -409,19 +409,31 @@ def emulate(images, config: EmulatorConfig | None = None, *, rng=0, chunk: int =
 
 
 def write_recordings(streams, folder, names) -> list[Path]:
-    """Write event streams as DVS128 AEDAT 2.0 files ``folder/<name>`` (sensor <= 128x128)."""
+    """Write event streams as DVS128 AEDAT 2.0 files ``folder/<name>`` (sensor <= 128x128).
+
+    Polarity is written as a DVS128 does: the emulator's ON (p = 1) as raw bit 0, which jAER
+    reads as ON, so ``read_aedat2`` gives back ``1 - p`` and ``CIFAR10DVS`` (whose named
+    conventions swap the raw bit) puts ON in frame channel 1, as ``DigitsDVS`` does.
+    """
     folder = Path(folder)
     if len(streams) != len(names):
         raise ValueError(f"got {len(streams)} streams but {len(names)} names")
     header = ("# created by tinyspike.data.emulator (emulated DVS recording of a still image)",)
-    return [write_aedat2(folder / name, ev, header=header) for ev, name in zip(streams, names)]
+    return [write_aedat2(folder / name, _as_dvs128_polarity(ev), header=header)
+            for ev, name in zip(streams, names)]
+
+
+def _as_dvs128_polarity(events: np.ndarray) -> np.ndarray:
+    raw = events.copy()
+    raw["p"] = 1 - events["p"]  # jAER's DVS128 extractor: raw bit 0 = ON
+    return raw
 
 
 def make_cifar10_dvs_folder(images, labels, root, *, config: EmulatorConfig | None = None,
                             rng=0, indices=None) -> list[Path]:
     """Emulate recordings of CIFAR-10-like images into ``root/<class>/cifar10_<class>_<i>.aedat``,
     the layout ``CIFAR10DVS`` reads. ``indices`` (default: numbered 0, 1, ... per class) are the
-    recording numbers; 0-899 fall in the PLIF train split, 900-999 in the test split."""
+    recording numbers; 0-899 fall in the numeric (PLIF) train split, 900-999 in its test split."""
     from tinyspike.data.cifar10_dvs import CLASSES
 
     labels = np.asarray(labels)

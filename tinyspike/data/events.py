@@ -2,20 +2,47 @@
 
 A dynamic vision sensor (DVS) has no frames: each pixel reports, on its own, the moment its
 log-brightness changed by more than a threshold. One such report is an *event*
-``(t, x, y, p)``: time in microseconds, the pixel's column and row, and the polarity (1 = ON,
-brighter; 0 = OFF, darker). A recording is a time-ordered array of events, stored here as one
-NumPy structured array with ``EVENT_DTYPE`` so that ``events["x"]`` etc. are plain columns.
+``(t, x, y, p)``: time in microseconds, the pixel's column and row, and the polarity bit, which
+says whether the pixel got brighter (ON) or darker (OFF). A recording is a time-ordered array of
+events, stored here as one NumPy structured array with ``EVENT_DTYPE`` so that ``events["x"]``
+etc. are plain columns.
+
+Polarity. ``p`` holds the polarity *bit as the source defines it*, and sources disagree on which
+value is ON, so every loader says which it gives:
+
+- N-MNIST (``nmnist``): p = 1 is ON (its format: "bit 23: 0 for OFF, 1 for ON").
+- the emulator (``emulator.emulate``): p = 1 is ON (``L > ref``: brighter).
+- DVS128 AEDAT 2.0 (``aedat.read_aedat2``): p is the raw address bit 0, and **p = 1 is OFF**:
+  jAER's DVS128 extractor reads raw 0 as ON and raw 1 as OFF.
+- CIFAR10-DVS (``CIFAR10DVS``): p = 1 is ON in every named convention but ``"tinyspike"``; they
+  swap the raw bit (``p' = 1 - p``) as jAER does.
 
 A spiking network that runs in T steps wants ``T`` frames instead. ``to_frames`` counts the
-events of each time slice into a ``[T, 2, H, W]`` array, channel 0 = OFF, channel 1 = ON
-(REFERENCE.md §9):
+events of each time slice into a ``[T, 2, H, W]`` array in which **channel c counts the events
+with p == c**: channel 1 is ON and channel 0 is OFF for every source above whose p = 1 is ON
+(REFERENCE.md §9), and the other way round for raw DVS128 events. The split rules
+(``split_by``):
 
-- ``split_by="number"`` (the MS-ResNet/PLIF choice): with N events and ``d = N // T``,
-  frame i takes events ``[i*d, (i+1)*d)`` in stream order and the last frame also takes the
-  ``N - T*d`` left over. Every frame sees about the same amount of activity, however fast the
-  scene moved.
-- ``split_by="time"``: T equal windows over ``[t_first, t_last]``; an event at time t goes to
-  frame ``floor((t - t_first) * T / (t_last - t_first))``, the one at ``t_last`` to frame T-1.
+- ``"number"`` (the MS-ResNet/PLIF choice): with N events and ``d = N // T``, frame i takes
+  events ``[i*d, (i+1)*d)`` in stream order and the last frame also takes the ``N - T*d`` left
+  over. Every frame sees about the same amount of activity, however fast the scene moved. This is
+  SpikingJelly's rule too, old and new.
+- ``"time"`` (tinyspike's rule): T equal windows over ``[t_first, t_last]``, edges at exact
+  fractions of the span; an event at time t goes to frame
+  ``floor((t - t_first) * T / (t_last - t_first))``, the one at ``t_last`` to frame T-1.
+- ``"time_spikingjelly"`` (SpikingJelly's rule, 2020 and today): windows of a whole number of
+  microseconds ``w = (t_last - t_first) // T`` starting at ``t_first``; frame
+  ``min((t - t_first) // w, T - 1)``, so the last frame is ``w + (t_last - t_first) % T`` long (up
+  to T-1 µs more than the others). It needs ``t_last - t_first >= T`` (SpikingJelly fails there
+  too); for time-sorted events it equals SpikingJelly's index slices exactly (its documented
+  formula; where a window is empty its code raises an IndexError and this gives an empty frame).
+
+The two time rules put window edge i at ``t_first + i*span/T`` and ``t_first + i*(span//T)``:
+``i * (span % T) / T`` µs apart, up to 8.1 µs at T = 10, so the events near an edge can land in
+neighbouring frames (at T = 10, 0 to 2 events of each of the 11 real DVS128 recordings in
+``shared/data``, 19k-337k events each, land in another frame). tonic's
+``ToFrame(n_time_bins=T)`` uses SpikingJelly's width but *drops* the events past
+``t_first + T*w`` instead of keeping them in the last frame.
 
 Frames hold raw counts, not 0/1 spikes; the network's first layer is free to scale them.
 """
@@ -24,10 +51,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyspike import checks
+
 # Little-endian fixed-size fields: the layout is the same on every machine and in every .npz.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 
-SPLIT_BY = ("number", "time")
+#: ``split_by`` values (see the module docstring): by event count, tinyspike's exact time windows,
+#: SpikingJelly's whole-microsecond time windows.
+SPLIT_BY = ("number", "time", "time_spikingjelly")
 
 # float32 represents every integer up to 2**24 exactly; beyond that counts would round.
 _EXACT_LIMIT = {
@@ -153,33 +184,53 @@ def _target_size(size, sensor_size) -> tuple[int, int]:
     return Ht, Wt
 
 
-def check_frame_args(T, split_by) -> None:
-    """Raise ValueError unless T is a positive int and split_by is "number" or "time"."""
-    if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
-        raise ValueError(f"T must be a positive int, got {T!r}")
-    if split_by not in SPLIT_BY:
-        raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
+def check_frame_args(T, split_by, where: str = "to_frames") -> None:
+    """Check ``T`` (an int >= 1) and ``split_by`` (one of ``SPLIT_BY``); ``where`` names the caller."""
+    checks.integer(where, "T", T, low=1)
+    checks.choice(where, "split_by", split_by, SPLIT_BY)
 
 
-def frame_slices(events, T: int, split_by: str = "number") -> np.ndarray:
-    """The frame index (0..T-1) of every event, as ``to_frames`` assigns it."""
-    check_frame_args(T, split_by)
-    n = events.shape[0]
-    if split_by == "number":
-        d = n // T
-        if d == 0:  # fewer events than frames: every frame but the last is empty
-            return np.full(n, T - 1, dtype=np.int64)
-        return np.minimum(np.arange(n, dtype=np.int64) // d, T - 1)
-    t = events["t"]
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
+def _slices_by_number(n: int, T: int) -> np.ndarray:
+    d = n // T
+    if d == 0:  # fewer events than frames: every frame but the last is empty
+        return np.full(n, T - 1, dtype=np.int64)
+    return np.minimum(np.arange(n, dtype=np.int64) // d, T - 1)
+
+
+def _slices_by_exact_time(t: np.ndarray, T: int) -> np.ndarray:
     t0, t1 = int(t.min()), int(t.max())
     span = t1 - t0
     if span == 0:  # a single instant: it is both the first and the last window's edge
-        return np.zeros(n, dtype=np.int64)
+        return np.zeros(t.size, dtype=np.int64)
     # Integer arithmetic keeps the window edges exact (no float rounding at the boundaries).
     # (t - t0) * T stays far inside int64 for any real recording (2**63 µs / T is millennia).
     return np.minimum((t - t0) * T // span, T - 1)
+
+
+def _slices_by_whole_us_windows(t: np.ndarray, T: int, source) -> np.ndarray:
+    t0 = int(t.min())
+    width = (int(t.max()) - t0) // T
+    if width == 0:
+        raise ValueError(
+            f"{_where(source)}split_by='time_spikingjelly' needs events spanning at least T = {T} µs "
+            f"(its windows are span // T whole microseconds wide), got a span of {int(t.max()) - t0} µs"
+        )
+    return np.minimum((t - t0) // width, T - 1)
+
+
+def frame_slices(events, T: int, split_by: str = "number", *, source=None) -> np.ndarray:
+    """The frame index (0..T-1) of every event, as ``to_frames`` assigns it (module docstring)."""
+    check_frame_args(T, split_by, "frame_slices")
+    T = int(T)
+    n = events.shape[0]
+    if split_by == "number":
+        return _slices_by_number(n, T)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    t = events["t"]
+    if split_by == "time":
+        return _slices_by_exact_time(t, T)
+    return _slices_by_whole_us_windows(t, T, source)
 
 
 def to_frames(
@@ -192,7 +243,10 @@ def to_frames(
     dtype=np.float32,
     source=None,
 ) -> np.ndarray:
-    """Count events into ``[T, 2, H, W]`` frames (channel = polarity, 0 = OFF, 1 = ON).
+    """Count events into ``[T, 2, H, W]`` frames: ``frames[i, c, y, x]`` counts the events of
+    frame i (``split_by``, see the module docstring) at pixel (x, y) with ``p == c``. Which
+    channel is ON is the source's polarity convention (module docstring): channel 1 for N-MNIST,
+    the emulator and CIFAR10-DVS's named conventions; channel 0 for raw DVS128 events.
 
     ``sensor_size`` is the ``(H, W)`` the events were recorded at; events outside it raise
     ValueError (naming ``source`` when given). ``size`` bins the coordinates down to a smaller
@@ -200,7 +254,7 @@ def to_frames(
     exact for counts up to 2**24) or an integer type; if any count would not fit exactly, a
     ValueError says so instead of wrapping around.
     """
-    check_frame_args(T, split_by)
+    check_frame_args(T, split_by, "to_frames")
     dtype = np.dtype(dtype)
     if dtype not in _EXACT_LIMIT:
         raise TypeError(f"dtype must be one of {sorted(str(d) for d in _EXACT_LIMIT)}, got {dtype}")
@@ -214,7 +268,7 @@ def to_frames(
     if (Ht, Wt) != (H, W):
         x = x * Wt // W
         y = y * Ht // H
-    frame = frame_slices(events, T, split_by)
+    frame = frame_slices(events, T, split_by, source=source)
     # One flat index per event into the [T, 2, Ht, Wt] array, then one bincount: duplicates are
     # summed correctly (unlike fancy-index +=) and it is ~50x faster than np.add.at.
     flat = ((frame * 2 + events["p"]) * Ht + y) * Wt + x
@@ -247,7 +301,7 @@ def frames_from_files(
     """
     from tqdm.auto import tqdm  # only here: the rest of the module needs no progress bar
 
-    check_frame_args(T, split_by)
+    check_frame_args(T, split_by, "frames_from_files")
     paths = list(paths)
     Ht, Wt = _target_size(size, _check_size(sensor_size))
     out = np.zeros((len(paths), int(T), 2, Ht, Wt), dtype=np.dtype(dtype))

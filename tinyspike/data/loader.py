@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tinyspike import backend
+from tinyspike import backend, checks
 
 _DONE = object()
 
@@ -69,15 +69,16 @@ class DataLoader:
     ):
         for attr in ("__len__", "get_batch"):
             if not hasattr(dataset, attr):
-                raise TypeError(f"dataset must have {attr} (see tinyspike.data.ArrayDataset), got {type(dataset).__name__}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
-            raise ValueError(f"prefetch must be a non-negative int, got {prefetch!r}")
+                raise TypeError(f"DataLoader: dataset must have {attr} (see tinyspike.data.ArrayDataset), got {type(dataset).__name__}")
+        where = "DataLoader"
+        batch_size = checks.integer(where, "batch_size", batch_size, low=1)
+        shuffle = checks.boolean(where, "shuffle", shuffle)
+        seed = checks.integer(where, "seed", seed, low=0)
+        drop_last = checks.boolean(where, "drop_last", drop_last)
+        prefetch = checks.integer(where, "prefetch", prefetch, low=0)
+        to_device = checks.boolean(where, "to_device", to_device)
         if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be callable f(batch, rng) -> batch, got {transform!r}")
+            raise TypeError(f"DataLoader: transform must be callable f(batch, rng) -> batch, got {checks.show(transform)}")
         self.time_steps = getattr(dataset, "time_steps", None)
         inputs = getattr(dataset, "inputs", None)
         if (
@@ -91,13 +92,9 @@ class DataLoader:
                 "e.g. transform=transforms.preset('none', dataset.mean, dataset.std)"
             )
         self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.drop_last = bool(drop_last)
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.transform = transform
-        self.prefetch = int(prefetch)
-        self.to_device = bool(to_device)
+        self.prefetch, self.to_device = prefetch, to_device
         self.epoch = 0
         self.wait_seconds = 0.0
 
@@ -107,13 +104,11 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next ``iter(loader)`` uses (to resume a run at that epoch)."""
-        if not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = checks.integer("DataLoader.set_epoch", "epoch", epoch, low=0)
 
     def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
         """The sample indices of every batch of ``epoch`` (default: the next one), in order."""
-        epoch = self.epoch if epoch is None else epoch
+        epoch = self.epoch if epoch is None else checks.integer("DataLoader.batch_indices", "epoch", epoch, low=0)
         n = len(self.dataset)
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch, 0]).permutation(n)

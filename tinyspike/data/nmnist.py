@@ -17,6 +17,10 @@ Two folder layouts are read:
   ``test100.txt``). For ``split="train"`` the one ``train*.txt`` in the folder is used, for
   ``"test"`` the one ``test*.txt``; or name it with ``labels_file=``.
 
+A file with no events (zero bytes) is a valid N-MNIST file and ``read_nmnist`` returns an empty
+array for it; the ``NMNIST`` dataset refuses it (a ``ValueError`` naming the file), because a
+sample without events is all-zero frames, nothing to learn from and most often a failed copy.
+
 There is no download here: the dataset's hosting has moved several times and is not a plain URL
 with a checksum. Fetch ``Train.zip``/``Test.zip`` by hand and point ``root`` at the unzipped folder.
 """
@@ -27,21 +31,24 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyspike.data.cache import atomic_write_bytes, cached_frames, file_fingerprints
-from tinyspike.data.dataset import ArrayDataset
-from tinyspike.data.events import EVENT_DTYPE, check_events, check_frame_args, output_size
+from tinyspike import checks
+from tinyspike.data.cache import atomic_write_bytes, cached_frames, check_frame_dtype, file_fingerprints
+from tinyspike.data.dataset import ArrayDataset, check_path, read_text_lines
+from tinyspike.data.events import EVENT_DTYPE, SPLIT_BY, check_events, check_frame_args, output_size
 
 NMNIST_SIZE = (34, 34)  # (H, W)
 CLASSES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "test")
 _MAX_T = 2**23  # 23 timestamp bits
 _SUFFIXES = (".bin", ".bs2")
+ON_DECREASE = ("error", "keep")
 
 
 def decode_nmnist(data: bytes, *, source="<bytes>", on_decrease: str = "error") -> np.ndarray:
     """Decode N-MNIST bytes into an ``EVENT_DTYPE`` array (see ``read_nmnist``)."""
-    if on_decrease not in ("error", "keep"):
-        raise ValueError(f"on_decrease must be 'error' or 'keep', got {on_decrease!r}")
+    checks.choice("decode_nmnist", "on_decrease", on_decrease, ON_DECREASE)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"decode_nmnist: data must be bytes, got {checks.kind_of(data)}")
     if len(data) % 5:
         raise ValueError(
             f"{source}: {len(data)} bytes is not a whole number of 5-byte N-MNIST events "
@@ -71,9 +78,10 @@ def read_nmnist(path, *, on_decrease: str = "error") -> np.ndarray:
     """Read one N-MNIST ``.bin``/``.bs2`` file into an ``EVENT_DTYPE`` array.
 
     Raises ValueError naming the file if its length is not a multiple of 5, an event lies
-    outside the 34x34 sensor, or (unless ``on_decrease="keep"``) time goes backwards.
+    outside the 34x34 sensor, or (unless ``on_decrease="keep"``) time goes backwards. An empty
+    file gives an empty array (the ``NMNIST`` dataset refuses such a sample).
     """
-    path = Path(path)
+    path = check_path("read_nmnist", "path", path)
     return decode_nmnist(path.read_bytes(), source=path, on_decrease=on_decrease)
 
 
@@ -100,10 +108,15 @@ def write_nmnist(path, events) -> Path:
 
 
 def read_label_list(path) -> dict[int, int]:
-    """``{sample_id: class}`` from a ``sample_id class`` text file (``#`` starts a comment)."""
-    path = Path(path)
+    """``{sample_id: class}`` from a ``sample_id class`` text file (``#`` starts a comment).
+
+    Raises ``ValueError`` naming the file (and the line) if it is not UTF-8 text, a line is not
+    two non-negative integers, a class is above 9, a sample is listed twice, or nothing is listed.
+    """
+    path = check_path("read_label_list", "path", path)
     labels = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    lines = read_text_lines(path, "'sample_id class' lines (two integers per line, class 0-9)")
+    for n, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -172,9 +185,10 @@ def _flat_layout(root: Path, split: str, labels_file) -> tuple[list[Path], list[
 
 def find_samples(root, split: str = "train", labels_file=None) -> tuple[list[Path], np.ndarray, str]:
     """``(paths, labels int64, layout note)`` of one split, in either layout (module docstring)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    root = Path(root)
+    checks.choice("find_samples", "split", split, SPLITS)
+    root = check_path("find_samples", "root", root)
+    if labels_file is not None:
+        labels_file = check_path("find_samples", "labels_file", labels_file)
     if not root.is_dir():
         raise FileNotFoundError(f"N-MNIST root {root} is not a folder")
     if labels_file is None and (root / split.capitalize()).is_dir():
@@ -202,6 +216,9 @@ class NMNIST(ArrayDataset):
         use_cache: False rebuilds every time and writes nothing.
         on_decrease: passed to ``read_nmnist``.
         progress: a progress bar while building frames.
+
+    Every sample file is checked as it is read (``read_nmnist``), and one with no events is
+    refused: each error is a ``ValueError`` naming the file.
     """
 
     def __init__(
@@ -219,9 +236,16 @@ class NMNIST(ArrayDataset):
         on_decrease: str = "error",
         progress: bool = False,
     ):
+        checks.integer("NMNIST", "T", T, low=1)
+        checks.choice("NMNIST", "split_by", split_by, SPLIT_BY)
         check_frame_args(T, split_by)
         out_size = output_size(NMNIST_SIZE, size)
-        dtype = np.dtype(dtype)
+        dtype = check_frame_dtype("NMNIST", dtype)
+        checks.choice("NMNIST", "on_decrease", on_decrease, ON_DECREASE)
+        use_cache = checks.boolean("NMNIST", "use_cache", use_cache)
+        progress = checks.boolean("NMNIST", "progress", progress)
+        if cache_dir is not None:
+            cache_dir = check_path("NMNIST", "cache_dir", cache_dir)
         paths, labels, note = find_samples(root, split, labels_file)
         root = Path(root)
         params = {

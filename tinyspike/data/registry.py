@@ -12,7 +12,7 @@ name           kind      data_dir     what
 digits         static    (built in)   UCI 8x8 digits, upsampled (``size``, ``channels``)
 digits-dvs     events    (built in)   the digits through the DVS emulator, T frames (``size``)
 cifar10        static    required*    CIFAR-10 binary batches (* or the download cache)
-cifar10-dvs    events    required*    CIFAR10-DVS AEDAT recordings, PLIF split, T frames
+cifar10-dvs    events    required*    CIFAR10-DVS AEDAT recordings, T frames (``convention``)
 nmnist         events    required     N-MNIST ``.bin``/``.bs2`` samples, T frames
 =============  ========  ===========  ====================================================
 
@@ -23,8 +23,11 @@ silently).
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from tinyspike import checks
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ DATASETS = {
     "digits": DatasetInfo("digits", "static", 3, False, 4, "built-in UCI handwritten digits (1,437 train / 360 test)"),
     "digits-dvs": DatasetInfo("digits-dvs", "events", 2, False, 8, "built-in digits through the DVS emulator (events)"),
     "cifar10": DatasetInfo("cifar10", "static", 3, True, 6, "CIFAR-10, binary version (data_batch_*.bin, test_batch.bin)"),
-    "cifar10-dvs": DatasetInfo("cifar10-dvs", "events", 2, True, 10, "CIFAR10-DVS recordings (AEDAT 2.0), PLIF 9:1 split"),
+    "cifar10-dvs": DatasetInfo("cifar10-dvs", "events", 2, True, 10, "CIFAR10-DVS recordings (AEDAT 2.0), 9:1 split of the convention (default plif2020)"),
     "nmnist": DatasetInfo("nmnist", "events", 2, True, 10, "N-MNIST event recordings (.bin/.bs2 + label lists)"),
 }
 
@@ -65,12 +68,19 @@ def _call(cls, *args, options: dict, what: str, **fixed):
     return cls(*args, **fixed, **options)
 
 
-def _data_dir(name: str, data_dir, required: bool) -> Path | None:
+def _data_dir(name: str, data_dir, required: bool, create: bool = False) -> Path | None:
+    """``data_dir`` as an existing folder; ``create=True`` (a download was asked for) makes it,
+    parents included, where it does not exist yet."""
     if data_dir is None:
         if required:
             raise FileNotFoundError(f"dataset {name!r} needs --data-dir (the folder holding its files)")
         return None
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"build_dataset: data_dir must be a path (str or os.PathLike), got "
+                        f"{checks.kind_of(data_dir)} {checks.show(data_dir)}")
     path = Path(data_dir).expanduser()
+    if not path.exists() and create:
+        path.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         raise FileNotFoundError(f"data folder {str(path)!r} for dataset {name!r} does not exist")
     if not path.is_dir():
@@ -81,9 +91,12 @@ def _data_dir(name: str, data_dir, required: bool) -> Path | None:
 def _time_steps(name: str, time_steps) -> int:
     if time_steps is None:
         return DATASETS[name].default_time_steps
-    if not isinstance(time_steps, int) or isinstance(time_steps, bool) or time_steps < 1:
-        raise ValueError(f"time_steps (T) must be a positive int, got {time_steps!r}")
-    return time_steps
+    return checks.integer("build_dataset", "time_steps (T)", time_steps, low=1)
+
+
+def _download_asked(options: dict) -> bool:
+    """The ``download`` option as a bool (False when absent); ``"yes"`` or 1 are refused."""
+    return "download" in options and checks.boolean("build_dataset", "download", options["download"])
 
 
 def build_dataset(name: str, split: str = "train", data_dir=None, time_steps=None, **options):
@@ -95,8 +108,7 @@ def build_dataset(name: str, split: str = "train", data_dir=None, time_steps=Non
     (e.g. ``size=16, channels=1`` for digits, ``size=64`` for the DVS sets).
     """
     info = dataset_info(name)
-    if split not in ("train", "test", "val"):
-        raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
+    checks.choice("build_dataset", "split", split, ("train", "test", "val"))
     if name == "digits":
         from tinyspike.data.digits import Digits
 
@@ -115,21 +127,20 @@ def build_dataset(name: str, split: str = "train", data_dir=None, time_steps=Non
             size = options.pop("size")
             if "config" in options:
                 raise ValueError("digits-dvs: give either size or config, not both")
-            if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-                raise ValueError(f"digits-dvs: size must be an int >= 8, got {size!r}")
+            checks.integer("digits-dvs", "size", size, low=8)
             options["config"] = EmulatorConfig(sensor_size=(size, size))
         return _call(DigitsDVS, split, options=options, what="digits-dvs", T=_time_steps(name, time_steps))
     if name == "cifar10":
         from tinyspike.data.cifar10 import CIFAR10
 
-        root = _data_dir(name, data_dir, required=False)
+        root = _data_dir(name, data_dir, required=False, create=_download_asked(options))
         return _call(CIFAR10, root, split, options=options, what="cifar10")
     if name == "cifar10-dvs":
         from tinyspike.data.cifar10_dvs import CIFAR10DVS
 
-        root = _data_dir(name, data_dir, required=False)
+        root = _data_dir(name, data_dir, required=False, create=_download_asked(options))
         if split == "val":
-            raise ValueError("cifar10-dvs has 'train' and 'test' splits only (the PLIF split)")
+            raise ValueError("cifar10-dvs has 'train' and 'test' splits only (those of its convention)")
         return _call(CIFAR10DVS, root, split, options=options, what="cifar10-dvs", T=_time_steps(name, time_steps))
     if name == "nmnist":
         from tinyspike.data.nmnist import NMNIST
@@ -146,6 +157,9 @@ def cifar10_has_test_batch(data_dir) -> bool:
     from tinyspike.data.cifar10 import find_batches_dir
     from tinyspike.data.download import default_cache_dir
 
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"build_dataset: data_dir must be a path (str or os.PathLike), got "
+                        f"{checks.kind_of(data_dir)} {checks.show(data_dir)}")
     root = Path(data_dir).expanduser() if data_dir is not None else default_cache_dir() / "cifar10"
     folder = find_batches_dir(root) if root.is_dir() else None
     return folder is not None and (folder / "test_batch.bin").is_file()
@@ -159,7 +173,8 @@ def build_splits(name: str, data_dir=None, time_steps=None, *, val_fraction: flo
     ``seed``) is held out and used for evaluation, and ``note`` says so.
     """
     dataset_info(name)
-    if name == "cifar10" and not options.get("download") and not cifar10_has_test_batch(data_dir):
+    val_fraction = checks.real("build_splits", "val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    if name == "cifar10" and not _download_asked(options) and not cifar10_has_test_batch(data_dir):
         _data_dir(name, data_dir, required=False)  # a clear message for a folder that does not exist
         train = build_dataset(name, "train", data_dir, time_steps, val_fraction=val_fraction, seed=seed, **options)
         held = build_dataset(name, "val", data_dir, time_steps, val_fraction=val_fraction, seed=seed, **options)

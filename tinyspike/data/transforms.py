@@ -28,6 +28,8 @@ from typing import Callable, Sequence
 import numba
 import numpy as np
 
+from tinyspike import checks
+
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -44,25 +46,41 @@ def _check_batch(batch, name: str = "batch") -> np.ndarray:
     return batch
 
 
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), "
-            f"got {type(rng).__name__}"
-        )
-    return rng
+def _check_rng(rng, where: str = "transforms") -> np.random.Generator:
+    return checks.numpy_generator(where, "rng", rng)
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)):
-        value = (int(value), int(value))
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, (int, np.integer)) and v > 0 for v in value)
-    ):
-        raise ValueError(f"{name} must be a positive int or a pair (h, w) of them, got {value!r}")
-    return int(value[0]), int(value[1])
+def _pair(value, name: str, where: str = "transforms") -> tuple[int, int]:
+    """A positive int or a pair ``(h, w)`` of them."""
+    return checks.int_pair(where, name, value, low=1)
+
+
+def _padding(value, where: str) -> int:
+    return checks.integer(where, "padding", value, low=0)
+
+
+def _probability(value, where: str) -> float:
+    return checks.real(where, "p", value, 0.0, 1.0)
+
+
+def _fill(value, where: str) -> int:
+    return checks.integer(where, "fill", value, 0, 255)
+
+
+def _interpolation(value, where: str) -> str:
+    return checks.choice(where, "interpolation", value, ("nearest", "bilinear"))
+
+
+def _offsets(name: str, values, batch_size: int, where: str, dtype) -> np.ndarray:
+    """One integer (or bool, for ``dtype=np.bool_``) per image, as a contiguous array."""
+    arr = np.asarray(values)
+    kinds = "b" if dtype is np.bool_ else "iu"
+    if arr.dtype.kind not in kinds:
+        what = "bools" if dtype is np.bool_ else "integers"
+        raise TypeError(f"{where}: {name} must be {what} (one per image), got dtype {arr.dtype}")
+    if arr.shape != (batch_size,):
+        raise ValueError(f"{where}: {name} must have one entry per image ({batch_size}), got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- numba kernels
@@ -166,27 +184,23 @@ def crop(batch: np.ndarray, size, top: np.ndarray, left: np.ndarray, flip=None) 
     (bool ``[B]``, optional) mirrors the chosen windows left-right in the same pass.
     """
     batch = _check_batch(batch)
-    oh, ow = _pair(size, "size")
+    oh, ow = _pair(size, "size", "crop")
     B = batch.shape[0]
-    top = np.ascontiguousarray(top, dtype=np.int64)
-    left = np.ascontiguousarray(left, dtype=np.int64)
-    flip = np.zeros(B, dtype=np.bool_) if flip is None else np.ascontiguousarray(flip, dtype=np.bool_)
-    for name, arr in (("top", top), ("left", left), ("flip", flip)):
-        if arr.shape != (B,):
-            raise ValueError(f"{name} must have one entry per image ({B}), got shape {arr.shape}")
+    top = _offsets("top", top, B, "crop", np.int64)
+    left = _offsets("left", left, B, "crop", np.int64)
+    flip = np.zeros(B, dtype=np.bool_) if flip is None else _offsets("flip", flip, B, "crop", np.bool_)
     out = np.empty((B, batch.shape[1], oh, ow), dtype=np.uint8)
     _crop_kernel(np.ascontiguousarray(batch), top, left, flip, out)
     return out
 
 
-def _crop_offsets(batch, size, padding, rng):
-    oh, ow = _pair(size, "size")
-    if not isinstance(padding, (int, np.integer)) or padding < 0:
-        raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+def _crop_offsets(batch, size, padding, rng, where="random_crop"):
+    oh, ow = _pair(size, "size", where)
+    padding = _padding(padding, where)
     B, _, H, W = batch.shape
     if oh > H + 2 * padding or ow > W + 2 * padding:
         raise ValueError(
-            f"crop size {(oh, ow)} is larger than the padded image {(H + 2 * padding, W + 2 * padding)}"
+            f"{where}: crop size {(oh, ow)} is larger than the padded image {(H + 2 * padding, W + 2 * padding)}"
         )
     top = rng.integers(0, H + 2 * padding - oh + 1, size=B) - padding
     left = rng.integers(0, W + 2 * padding - ow + 1, size=B) - padding
@@ -195,7 +209,7 @@ def _crop_offsets(batch, size, padding, rng):
 
 def random_crop(batch: np.ndarray, size, padding: int, rng: np.random.Generator) -> np.ndarray:
     """Zero-pad each image by ``padding`` and cut a ``size`` window at a uniform random place."""
-    batch, rng = _check_batch(batch), _check_rng(rng)
+    batch, rng = _check_batch(batch), _check_rng(rng, "random_crop")
     size, top, left = _crop_offsets(batch, size, padding, rng)
     return crop(batch, size, top, left)
 
@@ -203,9 +217,7 @@ def random_crop(batch: np.ndarray, size, padding: int, rng: np.random.Generator)
 def horizontal_flip(batch: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mirror left-right the images where ``mask`` (bool ``[B]``) is True; a new array."""
     batch = _check_batch(batch)
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != (batch.shape[0],):
-        raise ValueError(f"mask must have one entry per image ({batch.shape[0]}), got {mask.shape}")
+    mask = _offsets("mask", mask, batch.shape[0], "horizontal_flip", np.bool_)
     out = batch.copy()
     out[mask] = batch[mask][..., ::-1]
     return out
@@ -213,9 +225,8 @@ def horizontal_flip(batch: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def random_horizontal_flip(batch: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
     """Mirror each image left-right with probability ``p``."""
-    batch, rng = _check_batch(batch), _check_rng(rng)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    batch, rng = _check_batch(batch), _check_rng(rng, "random_horizontal_flip")
+    p = _probability(p, "random_horizontal_flip")
     return horizontal_flip(batch, rng.random(batch.shape[0]) < p)
 
 
@@ -226,15 +237,18 @@ def rotate(batch: np.ndarray, angles, interpolation: str = "nearest", fill: int 
     from outside the image are ``fill``.
     """
     batch = _check_batch(batch)
-    if interpolation not in ("nearest", "bilinear"):
-        raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
-    if not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
-        raise ValueError(f"fill must be an int in [0, 255], got {fill!r}")
-    angles = np.asarray(angles, dtype=np.float64)
-    if angles.ndim == 0:
-        angles = np.full(batch.shape[0], float(angles))
+    interpolation = _interpolation(interpolation, "rotate")
+    fill = _fill(fill, "rotate")
+    if checks.is_real(angles):
+        angles = np.full(batch.shape[0], checks.real("rotate", "angles", angles))
+    angles = np.asarray(angles)
+    if angles.dtype.kind not in "iuf":
+        raise TypeError(f"rotate: angles must be real numbers (degrees), got dtype {angles.dtype}")
+    angles = angles.astype(np.float64)
     if angles.shape != (batch.shape[0],):
-        raise ValueError(f"angles must be one number or one per image ({batch.shape[0]}), got shape {angles.shape}")
+        raise ValueError(f"rotate: angles must be one number or one per image ({batch.shape[0]}), got shape {angles.shape}")
+    if not np.all(np.isfinite(angles)):
+        raise ValueError(f"rotate: angles must be finite, got {angles[~np.isfinite(angles)][:3].tolist()}")
     out = np.empty_like(batch)
     _rotate_kernel(
         np.ascontiguousarray(batch), np.deg2rad(angles), interpolation == "bilinear", int(fill), out
@@ -242,14 +256,18 @@ def rotate(batch: np.ndarray, angles, interpolation: str = "nearest", fill: int 
     return out
 
 
-def _degree_range(degrees) -> tuple[float, float]:
-    if isinstance(degrees, (int, float, np.integer, np.floating)):
-        if degrees < 0:
-            raise ValueError(f"degrees must be non-negative when a single number, got {degrees!r}")
-        return -float(degrees), float(degrees)
-    if isinstance(degrees, (tuple, list)) and len(degrees) == 2 and degrees[0] <= degrees[1]:
-        return float(degrees[0]), float(degrees[1])
-    raise ValueError(f"degrees must be a number d (range [-d, d]) or a pair (lo, hi), got {degrees!r}")
+def _degree_range(degrees, where: str = "random_rotation") -> tuple[float, float]:
+    """A number d (the range [-d, d]) or a pair (lo, hi) with lo <= hi, in finite degrees."""
+    if checks.is_real(degrees):
+        d = checks.real(where, "degrees", degrees, low=0.0)
+        return -d, d
+    if isinstance(degrees, (tuple, list)):
+        lo, hi = checks.reals(where, "degrees", degrees, length=2)
+        if lo > hi:
+            raise ValueError(f"{where}: degrees (lo, hi) must have lo <= hi, got {checks.show(degrees)}")
+        return lo, hi
+    raise TypeError(f"{where}: degrees must be a number d (range [-d, d]) or a pair (lo, hi), got "
+                    f"{checks.kind_of(degrees)} {checks.show(degrees)}")
 
 
 def random_rotation(
@@ -260,20 +278,31 @@ def random_rotation(
     fill: int = 0,
 ) -> np.ndarray:
     """Rotate each image by an angle uniform in ``[-degrees, degrees]`` (or ``[lo, hi]``)."""
-    batch, rng = _check_batch(batch), _check_rng(rng)
+    batch, rng = _check_batch(batch), _check_rng(rng, "random_rotation")
     lo, hi = _degree_range(degrees)
     return rotate(batch, rng.uniform(lo, hi, size=batch.shape[0]), interpolation, fill)
 
 
-def _mean_std(mean, std, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-    std = np.asarray(std, dtype=np.float64).reshape(-1)
+def _per_channel(where: str, name: str, values, **bounds) -> np.ndarray:
+    """One finite real per channel: a number, a tuple/list, or a 1-D real array."""
+    if checks.is_real(values):
+        values = [values]
+    elif isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iuf" or values.ndim > 1:
+            raise TypeError(f"{where}: {name} must be real numbers, one per channel, got "
+                            f"{values.dtype} array of shape {values.shape}")
+        values = values.reshape(-1).tolist()
+    return np.asarray(checks.reals(where, name, values, **bounds), dtype=np.float64)
+
+
+def _mean_std(mean, std, channels: int | None, where: str = "normalize") -> tuple[np.ndarray, np.ndarray]:
+    mean = _per_channel(where, "mean", mean)
+    std = _per_channel(where, "std", std, low=0.0, low_open=True)
+    channels = mean.size if channels is None else channels
     if mean.shape != (channels,) or std.shape != (channels,):
         raise ValueError(
-            f"mean and std need one value per channel ({channels}), got {mean.size} and {std.size}"
+            f"{where}: mean and std need one value per channel ({channels}), got {mean.size} and {std.size}"
         )
-    if not np.all(std > 0):
-        raise ValueError(f"std must be positive, got {std.tolist()}")
     return mean, std
 
 
@@ -295,10 +324,8 @@ class RandomCrop:
     """``random_crop`` as a pipeline step (``Compose`` fuses it with a following flip)."""
 
     def __init__(self, size, padding: int = 0):
-        self.size = _pair(size, "size")
-        if not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
-        self.padding = int(padding)
+        self.size = _pair(size, "size", "RandomCrop")
+        self.padding = _padding(padding, "RandomCrop")
 
     def __call__(self, batch, rng):
         return random_crop(batch, self.size, self.padding, rng)
@@ -309,9 +336,7 @@ class RandomCrop:
 
 class RandomHorizontalFlip:
     def __init__(self, p: float = 0.5):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = _probability(p, "RandomHorizontalFlip")
 
     def __call__(self, batch, rng):
         return random_horizontal_flip(batch, rng, self.p)
@@ -328,11 +353,14 @@ class RandomCropFlip:
     """
 
     def __init__(self, crop: RandomCrop, flip: RandomHorizontalFlip):
+        if not isinstance(crop, RandomCrop) or not isinstance(flip, RandomHorizontalFlip):
+            raise TypeError(f"RandomCropFlip: takes a RandomCrop and a RandomHorizontalFlip, got "
+                            f"{checks.kind_of(crop)} and {checks.kind_of(flip)}")
         self.crop, self.flip = crop, flip
 
     def __call__(self, batch, rng):
-        batch, rng = _check_batch(batch), _check_rng(rng)
-        size, top, left = _crop_offsets(batch, self.crop.size, self.crop.padding, rng)
+        batch, rng = _check_batch(batch), _check_rng(rng, "RandomCropFlip")
+        size, top, left = _crop_offsets(batch, self.crop.size, self.crop.padding, rng, "RandomCropFlip")
         mask = rng.random(batch.shape[0]) < self.flip.p
         return crop(batch, size, top, left, mask)
 
@@ -342,10 +370,9 @@ class RandomCropFlip:
 
 class RandomRotation:
     def __init__(self, degrees, interpolation: str = "nearest", fill: int = 0):
-        self.range = _degree_range(degrees)
-        if interpolation not in ("nearest", "bilinear"):
-            raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
-        self.interpolation, self.fill = interpolation, fill
+        self.range = _degree_range(degrees, "RandomRotation")
+        self.interpolation = _interpolation(interpolation, "RandomRotation")
+        self.fill = _fill(fill, "RandomRotation")
 
     def __call__(self, batch, rng):
         return random_rotation(batch, self.range, rng, self.interpolation, self.fill)
@@ -358,7 +385,7 @@ class Normalize:
     """uint8 -> float32 ``(x / 255 - mean) / std``; uses no randomness (ignores ``rng``)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        mean, std = _mean_std(mean, std, len(np.atleast_1d(mean)))
+        mean, std = _mean_std(mean, std, None, "Normalize")
         self.mean, self.std = tuple(mean.tolist()), tuple(std.tolist())
 
     def __call__(self, batch, rng=None):
@@ -409,6 +436,7 @@ def preset(name: str, mean: Sequence[float], std: Sequence[float], size=32, padd
       RandomHorizontalFlip, Normalize.
     - ``"none"``: Normalize only (evaluation, or training without augmentation).
     """
+    checks.choice("preset", "name", name, PRESETS)
     if name == "depth_study":
         steps = [RandomCrop(size, padding)]
     elif name == "alternative":

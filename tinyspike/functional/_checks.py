@@ -1,18 +1,22 @@
-"""Argument checks shared by the functional ops (norm, pool, linear, activation, dropout, loss).
+"""Tensor and array checks shared by the functional ops, on top of ``tinyspike.checks``.
+
+``tinyspike.checks`` holds the scalar vocabulary (``real``, ``integer``, ``boolean``, ``choice``,
+``int_pair``, ``float_dtype``...); this module adds what needs to know about Tensors and backends:
+is an argument a Tensor or array, of which dimensions and dtype, on the same backend and with
+the same dtype as another, is a random generator one of the arrays' backend.
 
 Each check raises a ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong
 value) whose message names the function, the argument, what was expected and what came, so a
-user never meets a bare broadcasting error from deep inside a kernel.
+user never meets a bare broadcasting error (or a Numba ``NotImplementedError: float16``) from
+deep inside a kernel. They look at shapes and dtypes only, never at the data.
 """
 
 from __future__ import annotations
 
-import numbers
+import numpy as np
 
-import numpy as np  # only for its scalar types; no array maths here
-
-from tinyspike import backend
-from tinyspike.autograd import Tensor
+from tinyspike import backend, checks
+from tinyspike.autograd import Tensor, _is_array
 
 
 def array_of(value):
@@ -21,17 +25,21 @@ def array_of(value):
 
 
 def is_array_like(value) -> bool:
-    data = array_of(value)
-    return hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "ndim")
+    """A Tensor, a NumPy array or a CuPy array (not a list, not a NumPy scalar)."""
+    return isinstance(value, Tensor) or _is_array(value)
 
 
 def tensor_arg(fn: str, name: str, value, ndims=None, floating=True):
-    """Check that ``value`` is a Tensor or array (of one of ``ndims`` dims, floating); return its array."""
+    """Check that ``value`` is a Tensor or array (of one of ``ndims`` dims); return its array.
+
+    ``floating=True`` (every op that computes): the dtype must be float32 or float64, the two the
+    kernels are written for (``checks.float_dtype``: float16 and integers are refused here, by name).
+    """
     if not is_array_like(value):
-        raise TypeError(f"{fn}: {name} must be a Tensor or array, got {type(value).__name__}")
+        raise TypeError(f"{fn}: {name} must be a Tensor or array, got {checks.kind_of(value)} {checks.show(value)}")
     data = array_of(value)
-    if floating and data.dtype.kind != "f":
-        raise TypeError(f"{fn}: {name} must have a floating dtype, got {data.dtype}")
+    if floating:
+        checks.float_dtype(fn, name, data.dtype)
     if ndims is not None and data.ndim not in ndims:
         expected = " or ".join(f"{n}-D" for n in ndims)
         raise ValueError(f"{fn}: {name} must be {expected}, got shape {tuple(data.shape)}")
@@ -54,40 +62,26 @@ def same_backend(fn: str, name: str, data, reference_name: str, reference) -> No
         )
 
 
-def boolean(fn: str, name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__}")
-    return bool(value)
+def generator_for(fn: str, name: str, value, data):
+    """``value`` if it is the random ``Generator`` type of ``data``'s backend (NumPy's or CuPy's).
 
-
-def real(fn: str, name: str, value, low=None, high=None, low_open=False, high_open=False) -> float:
-    """A real number in [low, high] (ends open when asked), returned as float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high or value != value:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ValueError(f"{fn}: {name} must be in {span}, got {value}")
+    On NumPy this is ``checks.numpy_generator`` (a legacy ``RandomState`` is refused with a hint);
+    on CuPy a ``cupy.random.Generator`` (from ``backend.new_generator()``) is what draws CuPy arrays.
+    """
+    module = backend.array_module_of(data)
+    if module is np:
+        return checks.numpy_generator(fn, name, value)
+    if not isinstance(value, module.random.Generator):
+        raise TypeError(
+            f"{fn}: {name} must be a {module.__name__}.random.Generator (backend.new_generator()) for "
+            f"{module.__name__} arrays, got {checks.kind_of(value)}"
+        )
     return value
 
 
-def pair(fn: str, name: str, value, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each ≥ ``minimum``, as a tuple (h, w)."""
-    values = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
-    ):
-        raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in values):
-        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
-    return int(values[0]), int(values[1])
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def reduction_arg(fn: str, value) -> str:
-    if value not in ("mean", "sum", "none"):
-        raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {value!r}")
-    return value
+    """A loss's ``reduction``: one of ``REDUCTIONS``."""
+    return checks.choice(fn, "reduction", value, REDUCTIONS)

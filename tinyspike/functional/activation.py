@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import numbers
-
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
@@ -77,11 +75,12 @@ class LogSoftmaxFunction(Function):
 
 
 def _axis(fn, data, axis):
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{fn}: axis must be an int, got {type(axis).__name__}")
+    axis = checks.integer(fn, "axis", axis)
     if not -data.ndim <= axis < data.ndim or data.ndim == 0:
         raise ValueError(f"{fn}: axis {axis} is out of range for x with {data.ndim} dimensions")
-    return int(axis) % data.ndim
+    if data.shape[axis] == 0:
+        raise ValueError(f"{fn}: axis {axis} of x (shape {tuple(data.shape)}) is empty: no distribution to normalise")
+    return axis % data.ndim
 
 
 def relu(x):

@@ -35,7 +35,7 @@ stay in cache (``kernels.numba_cpu.conv``); the reference kernels run it as writ
 
 from __future__ import annotations
 
-from tinyspike import kernels
+from tinyspike import checks, kernels
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
@@ -52,10 +52,13 @@ class Conv2dFunction(Function):
         needs_x, needs_w = ctx.needs_input_grad[:2]
         forward = kernels.get("conv", "conv2d_forward")
         x_saved = x4 if needs_w else None  # x is needed only for dW
-        if needs_w and binary_input:  # keep x as bool, packed while the kernel reads x anyway
-            y, x_saved = forward(x4, weight, bias, stride, padding, pack=True)
-            if x_saved is None:
+        if binary_input:
+            # The promise is checked on every call, gradient or not: the fast kernel tests each value
+            # while it reads x for the columns anyway, and writes the bool copy saved for dW.
+            y, packed = forward(x4, weight, bias, stride, padding, pack=True)
+            if packed is None:
                 raise ValueError(f"{_FN}: binary_input=True but x holds values other than 0 and 1")
+            x_saved = packed if needs_w else None
         else:
             y = forward(x4, weight, bias, stride, padding)
         ctx.save_for_backward(x_saved, weight if needs_x else None)
@@ -89,7 +92,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
         stride: int or (sh, sw), each >= 1.
         padding: int or (ph, pw), each >= 0 (zeros).
         binary_input: promise that x holds only 0 and 1 (spikes): then x is saved for backward as
-            bool (4× smaller than float32). A ValueError is raised if the promise is broken.
+            bool (4× smaller than float32). The promise is checked on every call (with or without
+            gradients): a ValueError is raised if it is broken.
 
     Returns a Tensor [N, O, OH, OW] (or [T, B, O, OH, OW]) of x's dtype, with
     OH = (H + 2·ph - kh)//sh + 1 and OW alike.
@@ -98,6 +102,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
     w = _checks.tensor_arg(_FN, "weight", weight, ndims=(4,))
     _checks.same_dtype(_FN, "weight", w, "x", data)
     _checks.same_backend(_FN, "weight", w, "x", data)
+    if min(w.shape) < 1:
+        raise ValueError(f"{_FN}: weight must have sizes >= 1 ([out, in, kh, kw]), got shape {tuple(w.shape)}")
     if data.shape[-3] != w.shape[1]:
         layout = "[T, B, C, H, W]" if data.ndim == 5 else "[N, C, H, W]"
         raise ValueError(
@@ -110,9 +116,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
             raise ValueError(f"{_FN}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
         _checks.same_dtype(_FN, "bias", b, "x", data)
         _checks.same_backend(_FN, "bias", b, "x", data)
-    stride = _checks.pair(_FN, "stride", stride, 1)
-    padding = _checks.pair(_FN, "padding", padding, 0)
-    binary_input = _checks.boolean(_FN, "binary_input", binary_input)
+    stride = checks.int_pair(_FN, "stride", stride, low=1)
+    padding = checks.int_pair(_FN, "padding", padding, low=0)
+    binary_input = checks.boolean(_FN, "binary_input", binary_input)
     for axis, name in ((0, "height"), (1, "width")):
         size, kernel = data.shape[-2 + axis], w.shape[2 + axis]
         if size + 2 * padding[axis] < kernel:

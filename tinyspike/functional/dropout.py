@@ -3,7 +3,7 @@ by 1/(1 − p) so that E[y] = x and evaluation needs no rescaling (it is the ide
 
 from __future__ import annotations
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Function, Tensor
 from tinyspike.functional import _checks
 
@@ -37,24 +37,20 @@ class DropoutFunction(Function):
 def dropout(x, p, training, rng=None):
     """Inverted dropout of ``x`` with drop probability ``p`` in [0, 1).
 
-    ``training=False`` (or p = 0) returns x unchanged. The mask comes from ``rng`` (a NumPy or
-    CuPy ``Generator`` of the active backend) or, when None, from ``backend.rng()``, so a seeded
+    ``training=False`` (or p = 0) returns x unchanged. The mask comes from ``rng`` (a
+    ``Generator`` of x's backend: ``np.random.default_rng(seed)``, or ``backend.new_generator(seed)``
+    for CuPy arrays; a legacy ``RandomState`` is refused) or, when None, from ``backend.rng()``, so a seeded
     run repeats exactly.
     """
     data = _checks.tensor_arg(_FN, "x", x)
-    p = _checks.real(_FN, "p", p, 0.0, 1.0, high_open=True)
-    training = _checks.boolean(_FN, "training", training)
-    if rng is not None and not callable(getattr(rng, "random", None)):
-        raise TypeError(f"{_FN}: rng must be a random Generator (numpy or cupy) or None, got {type(rng).__name__}")
+    p = checks.real(_FN, "p", p, 0.0, 1.0, high_open=True)
+    training = checks.boolean(_FN, "training", training)
+    if rng is not None:  # a Generator of x's backend: NumPy's for NumPy arrays, CuPy's for CuPy arrays
+        _checks.generator_for(_FN, "rng", rng, data)
     if not training or p == 0.0:
         return x if isinstance(x, Tensor) else Tensor._wrap(data)
     generator = backend.rng() if rng is None else rng
     # Uniforms drawn in x's dtype: half the memory of float64 for float32 activations.
     uniform = generator.random(data.shape, dtype=data.dtype)
-    if backend.array_module_of(uniform) is not backend.array_module_of(data):
-        raise TypeError(
-            f"{_FN}: rng draws {backend.array_module_of(uniform).__name__} arrays but x is a "
-            f"{backend.array_module_of(data).__name__} array; use backend.new_generator()"
-        )
     keep = uniform >= p  # P(keep) = 1 − p
     return DropoutFunction.apply(x, keep, 1.0 / (1.0 - p))

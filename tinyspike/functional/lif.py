@@ -7,11 +7,9 @@ the tape (DESIGN.md, "The LIF Function"). The kernels live in ``tinyspike.kernel
 
 from __future__ import annotations
 
-import math
-
 import numpy as np  # dtype arithmetic only (saved_bytes_per_neuron_step)
 
-from tinyspike import kernels
+from tinyspike import backend, checks, kernels
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 from tinyspike.functional import surrogate as surrogates
@@ -87,8 +85,8 @@ def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", imp
     surrogate: a name from ``surrogate.SURROGATES`` (default parameters) or a surrogate object,
         e.g. ``surrogate.get("sigmoid", alpha=4.0)``; "smooth" makes the forward a sigmoid too
         (for gradient checks: spikes are then real numbers in (0, 1)).
-    implementation: force a kernel implementation ("reference", "numba_cpu"); None picks the
-        fastest for the active backend.
+    implementation: force a kernel implementation ("reference" anywhere, "numba_cpu" for NumPy
+        arrays, "cuda" for CuPy arrays); None picks the fastest for the active backend.
 
     Returns the spikes s[t], shaped and typed like x (0.0/1.0 values). The membrane starts at 0
     on every call: no state survives between calls.
@@ -99,18 +97,34 @@ def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", imp
         raise ValueError(f"{fn}: x must be at least 2-D, time first [T, ...], got shape {tuple(data.shape)}")
     if data.shape[0] < 1:
         raise ValueError(f"{fn}: x must have at least one time step (x.shape[0] >= 1), got shape {tuple(data.shape)}")
-    v_th = _checks.real(fn, "v_th", v_th, low=0.0, low_open=True)
-    if not math.isfinite(v_th):
-        raise ValueError(f"{fn}: v_th must be finite, got {v_th}")
-    decay = _checks.real(fn, "decay", decay, low=0.0, high=1.0)
-    detach_reset = _checks.boolean(fn, "detach_reset", detach_reset)
+    v_th = checks.real(fn, "v_th", v_th, low=0.0, low_open=True)
+    decay = checks.real(fn, "decay", decay, low=0.0, high=1.0)
+    detach_reset = checks.boolean(fn, "detach_reset", detach_reset)
     try:
         surrogate = surrogates.get(surrogate)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{fn}: {err}") from None
-    if implementation is not None and implementation not in kernels.IMPLEMENTATIONS:
-        raise ValueError(f"{fn}: implementation must be None or one of {kernels.IMPLEMENTATIONS}, got {implementation!r}")
+    if implementation is not None:
+        _check_implementation(fn, implementation, data)
     return LIFFunction.apply(x, v_th, decay, surrogate, detach_reset, implementation)
+
+
+def _check_implementation(fn: str, implementation, data) -> None:
+    """A forced kernel must exist and run on x's arrays: "cuda" on CuPy (a GPU), the others on NumPy.
+
+    Checked before any kernel module is imported, so asking for "cuda" on a machine without CuPy
+    is a ValueError naming ``implementation``, not a ModuleNotFoundError from an import.
+    """
+    checks.choice(fn, "implementation", implementation, kernels.IMPLEMENTATIONS)
+    on_gpu = backend.is_gpu_array(data)
+    if implementation == "cuda" and not on_gpu:
+        raise ValueError(
+            f"{fn}: implementation='cuda' needs CuPy and a GPU (x as a CuPy array, backend 'cupy'); "
+            "x is a NumPy array: use None, 'reference' or 'numba_cpu'"
+        )
+    if implementation == "numba_cpu" and on_gpu:
+        raise ValueError(f"{fn}: implementation='numba_cpu' runs on NumPy arrays, but x is a CuPy array: "
+                         "use None, 'reference' or 'cuda'")
 
 
 def saved_bytes_per_neuron_step(dtype, surrogate="rectangular", detach_reset=True) -> int:

@@ -6,7 +6,7 @@ per-sample (cross-entropy) or per-element (MSE) losses.
 
 from __future__ import annotations
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
@@ -116,10 +116,10 @@ def cross_entropy(logits, target, label_smoothing=0.0, reduction="mean"):
     if n == 0 or k == 0:
         raise ValueError(f"{fn}: logits must have at least one sample and one class, got shape {tuple(z.shape)}")
     _checks.same_backend(fn, "target", t, "logits", z)
-    low, high = int(t.min()), int(t.max())
+    low, high = int(t.min().item()), int(t.max().item())  # .item(): one explicit sync each
     if low < 0 or high >= k:
         raise ValueError(f"{fn}: target values must be in [0, {k}) for {k} classes, got values in [{low}, {high}]")
-    label_smoothing = _checks.real(fn, "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+    label_smoothing = checks.real(fn, "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
     reduction = _checks.reduction_arg(fn, reduction)
     return CrossEntropyFunction.apply(logits, t, label_smoothing, reduction)
 

@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import math
 
-from tinyspike import backend, kernels
+import numpy as np  # the message of a bad running buffer only
+
+from tinyspike import backend, checks, kernels
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
@@ -136,6 +138,31 @@ class BatchNormFunction(Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
+def _check_running_stats(running_mean, running_var) -> None:
+    """Evaluation normalises with the running statistics: they must be finite, the variance >= 0.
+
+    A negative variance would make √(σ² + ε) NaN for every value of its channel. One pass over two
+    [C] vectors per call, outside the kernels.
+    """
+    xp = backend.array_module_of(running_mean)
+    if not xp.isfinite(running_mean).all().item():  # .item(): explicit device syncs
+        raise ValueError(
+            f"{_FN}: running_mean must be finite in evaluation mode, got {_first_bad(running_mean, False)}"
+        )
+    if not (xp.isfinite(running_var) & (running_var >= 0)).all().item():
+        raise ValueError(
+            f"{_FN}: running_var must be finite and >= 0 in evaluation mode, got {_first_bad(running_var, True)}"
+        )
+
+
+def _first_bad(buffer, negative_is_bad: bool) -> str:
+    """The first non-finite (or negative) entry of a [C] buffer, for the message."""
+    values = backend.to_numpy(buffer)
+    bad = ~np.isfinite(values) | ((values < 0) if negative_is_bad else False)
+    channel = int(np.argmax(bad))
+    return f"{values[channel]} at channel {channel}"
+
+
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """Batch norm over the channel axis (1; 2 for 5-D time-first input, i.e. tdBN).
 
@@ -146,14 +173,17 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
             training mode). Updated **in place** in training mode; used in evaluation mode.
         training: bool. True: batch statistics + running update; False: running statistics.
         momentum: weight of the new batch in the running average, in [0, 1] (PyTorch's 0.1).
-        eps: added to the variance, > 0.
+        eps: added to the variance, finite and > 0.
+
+    In evaluation mode the running statistics must be finite and running_var >= 0 (a ValueError
+    names the buffer otherwise).
 
     Returns a Tensor of x's shape and dtype. See the module docstring for the maths.
     """
     data = _checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
-    training = _checks.boolean(_FN, "training", training)
-    momentum = _checks.real(_FN, "momentum", momentum, 0.0, 1.0)
-    eps = _checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
+    training = checks.boolean(_FN, "training", training)
+    momentum = checks.real(_FN, "momentum", momentum, 0.0, 1.0)
+    eps = checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
     axis = _channel_axis(data.ndim)
     channels = data.shape[axis]
 
@@ -181,6 +211,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
             if buf.shape != (channels,):
                 raise ValueError(f"{_FN}: {name} must have shape ({channels},), got {tuple(buf.shape)}")
             _checks.same_backend(_FN, name, buf, "x", data)
+        if not training:
+            _check_running_stats(running_mean, running_var)
 
     if training:
         n = data.size // channels if channels else 0

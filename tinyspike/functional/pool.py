@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np  # only for the small bin matrices of adaptive pooling, built on the host
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
@@ -197,9 +197,9 @@ def _out_size(in_size, kernel, stride, padding):
 
 def _window_args(fn, x, kernel_size, stride, padding):
     data = _checks.tensor_arg(fn, "x", x, ndims=(4, 5))
-    kernel = _checks.pair(fn, "kernel_size", kernel_size, 1)
-    stride = kernel if stride is None else _checks.pair(fn, "stride", stride, 1)
-    padding = _checks.pair(fn, "padding", padding, 0)
+    kernel = checks.int_pair(fn, "kernel_size", kernel_size, low=1)
+    stride = kernel if stride is None else checks.int_pair(fn, "stride", stride, low=1)
+    padding = checks.int_pair(fn, "padding", padding, low=0)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{fn}: padding must be at most half of kernel_size {kernel}, got {padding}")
     in_size = data.shape[-2:]
@@ -237,7 +237,7 @@ def adaptive_avg_pool2d(x, output_size):
     the spatial axes kept (use ``global_avg_pool2d`` to drop them).
     """
     _checks.tensor_arg("adaptive_avg_pool2d", "x", x, ndims=(4, 5))
-    output_size = _checks.pair("adaptive_avg_pool2d", "output_size", output_size, 1)
+    output_size = checks.int_pair("adaptive_avg_pool2d", "output_size", output_size, low=1)
     if output_size == (1, 1):
         y = GlobalAvgPool2dFunction.apply(x)
         return y.reshape(y.shape + (1, 1))

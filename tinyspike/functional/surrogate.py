@@ -38,18 +38,13 @@ Look one up with ``get("rectangular", width=1.0)``, or build one: ``Rectangular(
 from __future__ import annotations
 
 import math
-import numbers
 
-from tinyspike import backend
+from tinyspike import backend, checks
 
 
-def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"surrogate parameter {name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"surrogate parameter {name} must be finite and > 0, got {value}")
-    return value
+def _positive(where: str, name: str, value) -> float:
+    # checks.real: a finite real number (NumPy scalars too; bools, strings, NaN and ±inf refused)
+    return checks.real(where, name, value, low=0.0, low_open=True)
 
 
 def _sigmoid(z):
@@ -72,7 +67,7 @@ class Surrogate:
     binary = True
 
     def __init__(self, value: float | None = None):
-        self.param = _positive(self.param_name, self.default if value is None else value)
+        self.param = _positive(f"surrogate {self.name!r}", self.param_name, self.default if value is None else value)
 
     def spike(self, d):
         """Forward spike value for ``d = u - V_th``: 1 where d > 0 (strict), else 0, in d's dtype."""

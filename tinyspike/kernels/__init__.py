@@ -67,7 +67,13 @@ def get(group: str, name: str, implementation: str | None = None):
     if implementation is not None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        kernel = _lookup(implementation, group, name)
+        try:
+            kernel = _lookup(implementation, group, name)
+        except ModuleNotFoundError as err:  # e.g. "cuda" on a machine without CuPy
+            raise ValueError(
+                f"implementation {implementation!r} is not available here: its {group} kernels need "
+                f"the {err.name!r} module, which is not installed"
+            ) from err
         if kernel is None:
             raise LookupError(f"no {implementation} kernel {group}.{name}")
         return kernel

@@ -17,16 +17,32 @@ is: real values for MS, spikes for vanilla): ``"conv"`` = Conv1×1(stride) → B
 (MS-ResNet-104) = AvgPool(stride) → Conv1×1 → BN. Its BN starts at γ₀ = α·V_th like the others.
 
 Zero-init (paper §V-B): the branch's second BN starts at γ = 0 so that the block starts as its
-shortcut. ``zero_init="auto"`` applies it where the second BN feeds the addition linearly
-(MS, vanilla, W/O LIF). In SR-B and SR-C the second BN feeds a LIF: with γ = β = 0 that LIF sees
-u = 0 exactly, never fires, and its surrogate 1[0 < u < 1] is 0 there, so no gradient would ever
-reach the branch: "auto" leaves them alone (``zero_init=True`` forces it, for the experiment).
+shortcut. It is safe only where that BN feeds the addition linearly and no LIF follows the sum:
+then the sum's gradient reaches γ₂ directly, γ₂ moves off 0 at the first step, and the branch
+trains from the second. Where a LIF sees BN₂'s output (SR-B, SR-C) or the sum with an identity
+shortcut (vanilla), γ₂ = β₂ = 0 makes that LIF's input exactly 0 or exactly a spike (0 or 1): with
+the default LIF and surrogate, on the edge of the rectangular window |u − V_th| < a/2 (0 < u < 1),
+so its gradient is exactly 0, and neither γ₂ nor anything before it ever trains (REFERENCE.md §2).
+``zero_init="auto"`` (the default) therefore does, per block type:
+
+| block        | where bn2 goes                 | "auto"                          |
+|--------------|--------------------------------|---------------------------------|
+| MSBlock      | straight into the add          | γ₂ = 0 (the paper's trick)      |
+| WOLIFBlock   | straight into the add          | γ₂ = 0                          |
+| VanillaBlock | into the add, then a LIF       | γ₂ = α·V_th (tdBN init)         |
+| SRBBlock     | into a LIF                     | γ₂ = α·V_th                     |
+| SRCBlock     | into a LIF                     | γ₂ = α·V_th                     |
+| PlainPair    | into a LIF (no shortcut)       | γ₂ = α·V_th                     |
+
+``zero_init=True`` forces γ₂ = 0 in every block with a shortcut (for the experiment: it kills the
+gradient of vanilla, SR-B and SR-C networks); ``False`` keeps the tdBN init everywhere.
 """
 
 from __future__ import annotations
 
-from tinyspike import nn
+from tinyspike import checks, nn
 from tinyspike.nn import init
+from tinyspike.nn.layers import check_lif_options
 
 REAL, SPIKES = "real", "spikes"
 
@@ -40,13 +56,13 @@ class BlockConfig:
 
     def __init__(self, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", bn_alpha=1.0,
                  shortcut="conv", zero_init="auto", generator=None):
-        if shortcut not in ("conv", "avgpool"):
-            raise ValueError(f"shortcut must be 'conv' or 'avgpool', got {shortcut!r}")
-        if zero_init not in ("auto", True, False):
-            raise ValueError(f"zero_init (zero_init_residual) must be 'auto', True or False, got {zero_init!r}")
-        self.v_th, self.decay, self.detach_reset, self.surrogate = v_th, decay, detach_reset, surrogate
-        self.bn_alpha, self.shortcut, self.zero_init = bn_alpha, shortcut, zero_init
-        self.generator = init.resolve_generator(generator)
+        where = "BlockConfig"
+        self.v_th, self.decay, self.detach_reset, _ = check_lif_options(where, v_th, decay, detach_reset, surrogate)
+        self.surrogate = surrogate
+        self.bn_alpha = checks.real(where, "bn_alpha", bn_alpha, low=0.0, low_open=True)
+        self.shortcut = checks.choice(where, "shortcut", shortcut, ("conv", "avgpool"))
+        self.zero_init = checks.boolean_or(where, "zero_init", zero_init, ("auto",))
+        self.generator = init.resolve_generator(generator, where, "generator")
 
     def lif(self):
         return nn.LIF(self.v_th, self.decay, self.detach_reset, self.surrogate)
@@ -75,7 +91,7 @@ class ResidualBlock(nn.Module):
     """Shared construction: conv1 (3×3, stride), conv2 (3×3), bn1, bn2, lif1, lif2, shortcut.
 
     Subclasses set ``stream`` (what flows between blocks), ``zero_init_auto`` (whether "auto"
-    zeroes bn2's γ), ``bn1_on_input`` (SR-B normalises the input, so bn1 has C_in channels) and
+    zeroes bn2's γ: only where bn2 feeds the addition and no LIF follows it), ``bn1_on_input`` (SR-B normalises the input, so bn1 has C_in channels) and
     ``has_shortcut``, and write ``forward``.
     """
 
@@ -86,9 +102,15 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_channels, out_channels, stride=1, config: BlockConfig | None = None):
         super().__init__()
-        config = config or BlockConfig()
+        config = BlockConfig() if config is None else config
+        if not isinstance(config, BlockConfig):
+            raise TypeError(f"{type(self).__name__}: config must be a BlockConfig or None, got {checks.kind_of(config)}")
         rng = config.generator
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        where = type(self).__name__
+        self.in_channels = checks.integer(where, "in_channels", in_channels, low=1)
+        self.out_channels = checks.integer(where, "out_channels", out_channels, low=1)
+        self.stride = checks.integer(where, "stride", stride, low=1)
+        in_channels, out_channels, stride = self.in_channels, self.out_channels, self.stride
         self.conv1 = conv3x3(in_channels, out_channels, stride, rng)
         self.bn1 = config.bn(in_channels if self.bn1_on_input else out_channels)
         self.lif1 = config.lif()
@@ -138,9 +160,14 @@ class SRCBlock(ResidualBlock):
 
 
 class VanillaBlock(ResidualBlock):
-    """Spiking ResNet: y = LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)); x and y are spikes."""
+    """Spiking ResNet: y = LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)); x and y are spikes.
+
+    "auto" keeps γ₂ = α·V_th: with γ₂ = 0 the last LIF would see the shortcut's spikes exactly,
+    where the surrogate is 0, and no gradient would pass the block (see the module docstring).
+    """
 
     stream = SPIKES
+    zero_init_auto = False
 
     def forward(self, x):
         out = self.lif1(self.bn1(self.conv1(x)))

@@ -17,7 +17,16 @@ Fixed models:
 
 ``options`` go to ``SpikingResNet`` (e.g. ``widths=(8, 16, 32)``, ``dropout=0.1``,
 ``zero_init_residual=False``, ``seed=0``, ``bn_alpha``, ``v_th``, ``decay``, ``surrogate``,
-``shortcut``); the DVS model also takes ``stem_stride`` and ``first_stage_stride``.
+``shortcut``); the DVS model also takes ``stem_stride`` and ``first_stage_stride``. Every option
+is checked when the model is built, before any layer is made: a bad value raises a TypeError or
+ValueError naming the option, never an error from the first forward.
+
+``zero_init_residual="auto"`` (the default) zeroes the γ of each block's second BN only where
+that BN is added linearly to the shortcut and no LIF follows the sum: ``ms_resnet*`` (and the
+ImageNet and DVS models) and ``wolif_resnet*``. ``vanilla_resnet*``, ``srb_resnet*``,
+``src_resnet*`` and ``plainnet*`` keep the tdBN init γ₀ = α·V_th there: a LIF after a zero-γ BN
+(or after a sum that is then exactly the shortcut's spikes) passes no gradient at all
+(REFERENCE.md §2; ``tinyspike.models.blocks`` shows why).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import inspect
 import re
 
+from tinyspike import checks
 from tinyspike.models.resnet import SpikingResNet
 
 CIFAR_FAMILIES = {
@@ -51,6 +61,8 @@ def _imagenet(stage_blocks, **defaults):
 
 
 def _dvs(stem_stride=2, first_stage_stride=2, **options):
+    # checked here: inside SpikingResNet it would only be "stage_strides[0]"
+    first_stage_stride = checks.integer("build('ms_resnet20_dvs')", "first_stage_stride", first_stage_stride, low=1)
     settings = dict(block="ms", stage_blocks=(3, 3, 3), widths=CIFAR_WIDTHS, stage_strides=(first_stage_stride, 2, 2),
                     stem_stride=stem_stride, in_channels=2)
     settings.update(options)
@@ -81,6 +93,7 @@ def list_models() -> list[str]:
 
 def cifar_depth_to_blocks(depth: int) -> int:
     """n blocks per stage for depth 6n + 2 (ValueError listing valid depths otherwise)."""
+    depth = checks.integer("cifar_depth_to_blocks", "depth", depth)
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(
             f"CIFAR depth must be 6n + 2 with n >= 1 (8, 14, 20, 26, 32, 38, 44, 56, 110, 482, ...), got {depth}"
@@ -107,7 +120,7 @@ def _maker_for(name: str):
 def check_model_name(name: str) -> None:
     """Raise ValueError (naming the valid names) unless ``build`` knows ``name``; builds nothing."""
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+        raise TypeError(f"check_model_name: name must be a str, got {checks.kind_of(name)} {checks.show(name)}")
     _maker_for(name)
 
 
@@ -118,12 +131,11 @@ def build(name: str, num_classes: int | None = None, time_steps: int = 6, **opti
     ``time_steps`` is T for static image input (event frames bring their own T).
     """
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+        raise TypeError(f"build: name must be a str, got {checks.kind_of(name)} {checks.show(name)}")
     key = name.lower()
     if num_classes is None:
         num_classes = 1000 if key.endswith("_imagenet") else 10
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    num_classes = checks.integer(f"build({key!r})", "num_classes", num_classes, low=1)
     maker = _maker_for(name)
     _check_options(key, options)
     model = maker(num_classes=num_classes, time_steps=time_steps, **options)

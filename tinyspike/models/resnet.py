@@ -24,10 +24,14 @@ so their head pools the last block's spikes directly; their stem ends with a LIF
 
 from __future__ import annotations
 
-from tinyspike import nn
+from tinyspike import checks, nn
 from tinyspike.autograd import Tensor
 from tinyspike import functional as F
-from tinyspike.models.blocks import BLOCKS, SPIKES, BlockConfig
+from tinyspike.models.blocks import BLOCKS, SPIKES, BlockConfig, ResidualBlock
+from tinyspike.nn import init
+from tinyspike.nn.layers import check_lif_options
+
+STEMS = ("cifar", "imagenet", "imagenet_deep")
 
 
 class Stem(nn.Module):
@@ -79,9 +83,14 @@ class SpikingResNet(nn.Module):
         stem_stride: stride of the "cifar" stem conv (2 for 128×128 DVS frames).
         in_channels: 3 for images, 2 for DVS ON/OFF frames.
         num_classes, dropout (before the FC), time_steps (T for static input).
-        zero_init_residual: "auto", True or False (see ``blocks``); shortcut: "conv" or "avgpool".
+        zero_init_residual: "auto" (γ₂ = 0 in MS and W/O-LIF blocks, whose bn2 is added linearly;
+            the tdBN init α·V_th in vanilla, SR-B, SR-C and plain blocks, where a LIF follows and
+            a zero γ₂ would block every gradient: see ``blocks``), True (γ₂ = 0 in every block
+            with a shortcut) or False (never). shortcut: "conv" or "avgpool".
         bn_alpha: tdBN α (γ₀ = α·V_th); v_th, decay, detach_reset, surrogate: LIF options.
         seed: an int, a Generator, or None (the global generator, see ``tinyspike.seed``).
+
+    Every argument is checked before any layer is made (TypeError/ValueError naming it).
     """
 
     def __init__(self, block, stage_blocks, widths, stage_strides=None, stem="cifar", stem_stride=1,
@@ -89,20 +98,30 @@ class SpikingResNet(nn.Module):
                  shortcut="conv", bn_alpha=1.0, v_th=0.5, decay=0.25, detach_reset=True,
                  surrogate="rectangular", seed=None):
         super().__init__()
-        block_class = BLOCKS[block] if isinstance(block, str) else block
-        stage_blocks, widths = tuple(stage_blocks), tuple(widths)
-        stage_strides = tuple(stage_strides) if stage_strides is not None else (1,) + (2,) * (len(widths) - 1)
-        if not (len(stage_blocks) == len(widths) == len(stage_strides)) or not widths:
-            raise ValueError(
-                f"stage_blocks, widths and stage_strides must have one entry per stage, got "
-                f"{stage_blocks}, {widths}, {stage_strides}"
-            )
-        if any(n < 1 for n in stage_blocks):
-            raise ValueError(f"stage_blocks must be positive, got {stage_blocks}")
+        # Every option is checked here, before any layer is made, so that a bad one fails at once
+        # naming the option as the caller spelled it (not the Conv2d or LIF it would reach).
+        where = "SpikingResNet"
+        block_class = _block_class(where, block)
+        stage_blocks = checks.integers(where, "stage_blocks", stage_blocks, low=1)
+        if not stage_blocks:
+            raise ValueError(f"{where}: stage_blocks must have at least one stage, got {stage_blocks}")
+        stages = len(stage_blocks)
+        widths = checks.integers(where, "widths", widths, length=stages, low=1)
+        stage_strides = ((1,) + (2,) * (stages - 1) if stage_strides is None
+                         else checks.integers(where, "stage_strides", stage_strides, length=stages, low=1))
+        stem = checks.choice(where, "stem", stem, STEMS)
+        stem_stride = checks.integer(where, "stem_stride", stem_stride, low=1)
+        self.in_channels = checks.integer(where, "in_channels", in_channels, low=1)
+        self.num_classes = checks.integer(where, "num_classes", num_classes, low=1)
+        dropout = checks.real(where, "dropout", dropout, 0.0, 1.0, high_open=True)
         self.time_steps = _check_time_steps(time_steps)
-        self.in_channels, self.num_classes = in_channels, num_classes
-        config = BlockConfig(v_th, decay, detach_reset, surrogate, bn_alpha, shortcut, zero_init_residual, seed)
-        rng = config.generator
+        zero_init_residual = checks.boolean_or(where, "zero_init_residual", zero_init_residual, ("auto",))
+        shortcut = checks.choice(where, "shortcut", shortcut, ("conv", "avgpool"))
+        bn_alpha = checks.real(where, "bn_alpha", bn_alpha, low=0.0, low_open=True)
+        v_th, decay, detach_reset, _ = check_lif_options(where, v_th, decay, detach_reset, surrogate)
+        rng = init.resolve_generator(seed, where, "seed")
+        config = BlockConfig(v_th, decay, detach_reset, surrogate, bn_alpha, shortcut, zero_init_residual, rng)
+        in_channels, num_classes = self.in_channels, self.num_classes
 
         spiking_stream = block_class.stream == SPIKES
         self.stem = Stem(
@@ -118,7 +137,7 @@ class SpikingResNet(nn.Module):
             channels = width
         self.stages = nn.ModuleList(stages)
         self.head_lif = None if spiking_stream else config.lif()
-        self.dropout = nn.Identity() if dropout == 0 else nn.Dropout(dropout, generator=rng)  # Dropout checks p
+        self.dropout = nn.Identity() if dropout == 0 else nn.Dropout(dropout, generator=rng)
         self.fc = nn.Linear(channels, num_classes, generator=rng)
 
     def forward(self, x, time_steps=None):
@@ -128,7 +147,7 @@ class SpikingResNet(nn.Module):
             steps = self.time_steps if time_steps is None else _check_time_steps(time_steps)
         elif x.ndim == 5:
             steps = x.shape[0]
-            if time_steps is not None and time_steps != steps:
+            if time_steps is not None and _check_time_steps(time_steps) != steps:
                 raise ValueError(f"time_steps={time_steps} but the input has {steps} steps (shape {tuple(x.shape)})")
         else:
             raise ValueError(f"input must be [B, C, H, W] (static) or [T, B, C, H, W] (frames), got shape {tuple(x.shape)}")
@@ -149,9 +168,16 @@ class SpikingResNet(nn.Module):
 
 
 def _check_time_steps(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"time_steps must be an int >= 1, got {value!r}")
-    return value
+    return checks.integer("SpikingResNet", "time_steps", value, low=1)
+
+
+def _block_class(where, block):
+    """A key of ``BLOCKS`` or a ``ResidualBlock`` subclass."""
+    if isinstance(block, str):
+        return BLOCKS[checks.choice(where, "block", block, tuple(BLOCKS))]
+    if isinstance(block, type) and issubclass(block, ResidualBlock):
+        return block
+    raise TypeError(f"{where}: block must be one of {sorted(BLOCKS)} or a ResidualBlock subclass, got {checks.show(block)}")
 
 
 def _stem_convs(kind, in_channels, width, stride, rng) -> nn.Sequential:

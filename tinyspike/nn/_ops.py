@@ -13,9 +13,7 @@ reshape) read it as it is.
 
 from __future__ import annotations
 
-import numbers
-
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Function, Tensor
 
 
@@ -36,6 +34,5 @@ def broadcast_time(x, time_steps: int):
     """Repeat ``x`` [B, ...] over a new leading time axis: [T, B, ...] (a view; backward sums over T)."""
     if not isinstance(x, Tensor) and not hasattr(x, "shape"):
         raise TypeError(f"broadcast_time: x must be a Tensor or array, got {type(x).__name__}")
-    if isinstance(time_steps, bool) or not isinstance(time_steps, numbers.Integral) or time_steps < 1:
-        raise ValueError(f"broadcast_time: time_steps must be an int >= 1, got {time_steps!r}")
-    return BroadcastTime.apply(x, int(time_steps))
+    time_steps = checks.integer("broadcast_time", "time_steps", time_steps, low=1)
+    return BroadcastTime.apply(x, time_steps)

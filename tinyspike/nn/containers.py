@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from tinyspike import checks
 from tinyspike.nn.module import Module
 
 
@@ -16,6 +17,8 @@ class ModuleList(Module):
 
     def __init__(self, modules=()):
         super().__init__()
+        if not hasattr(modules, "__iter__"):
+            raise TypeError(f"{type(self).__name__}: modules must be an iterable of Modules, got {checks.kind_of(modules)}")
         for module in modules:
             self.append(module)
 
@@ -33,6 +36,7 @@ class ModuleList(Module):
         values = list(self._modules.values())
         if isinstance(index, slice):
             return type(self)(values[index])
+        index = checks.integer(type(self).__name__, "index", index)
         if not -len(values) <= index < len(values):
             raise IndexError(f"index {index} is out of range for {type(self).__name__} of length {len(values)}")
         return values[index]

@@ -13,22 +13,27 @@ one (seeded by ``tinyspike.seed``), so a build with the same seed gives the same
 from __future__ import annotations
 
 import math
-import numbers
 
-from tinyspike import backend
+import numpy as np  # the Generator type only
+
+from tinyspike import backend, checks
 
 
-def resolve_generator(generator=None):
-    """A random Generator from ``None`` (the global one), an int seed, or a Generator."""
+def resolve_generator(generator=None, where: str = "resolve_generator", name: str = "generator"):
+    """A random Generator from ``None`` (the global one), an int seed >= 0, or a Generator.
+
+    ``where`` and ``name`` say whose argument it is in error messages (a model's ``seed``, a
+    layer's ``generator``). A Generator of the active backend (NumPy's, or CuPy's on the GPU) is
+    used as is; a legacy ``RandomState`` or any other object is refused.
+    """
     if generator is None:
         return backend.rng()
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        if generator < 0:
-            raise ValueError(f"generator seed must be >= 0, got {generator}")
-        return backend.new_generator(int(generator))
-    if hasattr(generator, "random"):
+    if checks.is_integer(generator):
+        return backend.new_generator(checks.integer(where, name, generator, low=0))
+    if isinstance(generator, type(backend.rng())) or isinstance(generator, np.random.Generator):
         return generator
-    raise TypeError(f"generator must be None, an int seed or a random Generator, got {type(generator).__name__}")
+    raise TypeError(f"{where}: {name} must be None, an int seed >= 0 or a random Generator "
+                    f"(np.random.default_rng(seed)), got {checks.kind_of(generator)} {checks.show(generator)}")
 
 
 def fan_in(shape) -> int:
@@ -40,8 +45,9 @@ def fan_in(shape) -> int:
 
 def uniform(shape, bound: float, generator=None, dtype=None):
     """A new array of U(−bound, +bound) samples, drawn directly in ``dtype`` (no float64 detour)."""
-    rng = resolve_generator(generator)
-    dtype = backend.default_dtype() if dtype is None else dtype
+    bound = checks.real("uniform", "bound", bound, low=0.0)
+    rng = resolve_generator(generator, "uniform", "generator")
+    dtype = backend.default_dtype() if dtype is None else checks.float_dtype("uniform", "dtype", dtype)
     values = rng.random(tuple(shape), dtype=dtype)  # U[0, 1)
     values *= values.dtype.type(2 * bound)
     values -= values.dtype.type(bound)
@@ -50,9 +56,11 @@ def uniform(shape, bound: float, generator=None, dtype=None):
 
 def kaiming_uniform(shape, generator=None, dtype=None):
     """PyTorch's default conv/linear weight init: U(±1/√fan_in)."""
-    return uniform(shape, 1.0 / math.sqrt(fan_in(shape)), generator, dtype)
+    return uniform(shape, 1.0 / math.sqrt(fan_in(shape)), generator, dtype)  # fan_in >= 1: layers check sizes
 
 
 def constant(shape, value: float, dtype=None):
-    dtype = backend.default_dtype() if dtype is None else dtype
+    """A new array of ``shape`` filled with ``value`` (finite), in ``dtype`` (default: the backend's)."""
+    value = checks.real("constant", "value", value)
+    dtype = backend.default_dtype() if dtype is None else checks.float_dtype("constant", "dtype", dtype)
     return backend.xp().full(tuple(shape), value, dtype=dtype)

@@ -9,28 +9,35 @@ with time dynamics: it needs the time axis first.
 from __future__ import annotations
 
 import math
-import numbers
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike import functional as F
 from tinyspike.functional import surrogate as _surrogates
 from tinyspike.nn import init
 from tinyspike.nn.module import Module, Parameter
 
 
-def _positive_int(cls: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
-    return int(value)
+def check_surrogate(where: str, surrogate):
+    """A surrogate name (see ``functional.surrogate``) or a Surrogate object, checked now, not at forward."""
+    try:
+        return _surrogates.get(surrogate)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
-def _pair(cls: str, name: str, value, minimum: int) -> tuple[int, int]:
-    values = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values):
-        raise TypeError(f"{cls}: {name} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in values):
-        raise ValueError(f"{cls}: {name} must be >= {minimum}, got {value!r}")
-    return int(values[0]), int(values[1])
+def check_lif_options(where: str, v_th, decay, detach_reset, surrogate):
+    """The LIF constants of REFERENCE.md §1, checked: V_th > 0 finite, τ in [0, 1], a flag, a surrogate.
+
+    Returns ``(v_th, decay, detach_reset)`` as Python float, float, bool and the Surrogate object.
+    Shared by ``LIF`` and the model builders, so that ``models.build(..., v_th=nan)`` fails at
+    build time naming ``v_th``, not at the first forward.
+    """
+    return (
+        checks.real(where, "v_th", v_th, low=0.0, low_open=True),
+        checks.real(where, "decay", decay, 0.0, 1.0),
+        checks.boolean(where, "detach_reset", detach_reset),
+        check_surrogate(where, surrogate),
+    )
 
 
 class Identity(Module):
@@ -55,15 +62,14 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False, generator=None,
                  binary_input="auto"):
         super().__init__()
-        if binary_input not in ("auto", True, False):
-            raise ValueError(f"Conv2d: binary_input must be 'auto', True or False, got {binary_input!r}")
-        self.binary_input = binary_input
-        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
-        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
-        self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size, 1)
-        self.stride = _pair("Conv2d", "stride", stride, 1)
-        self.padding = _pair("Conv2d", "padding", padding, 0)
-        rng = init.resolve_generator(generator)
+        self.binary_input = checks.boolean_or("Conv2d", "binary_input", binary_input, ("auto",))
+        self.in_channels = checks.integer("Conv2d", "in_channels", in_channels, low=1)
+        self.out_channels = checks.integer("Conv2d", "out_channels", out_channels, low=1)
+        self.kernel_size = checks.int_pair("Conv2d", "kernel_size", kernel_size, low=1)
+        self.stride = checks.int_pair("Conv2d", "stride", stride, low=1)
+        self.padding = checks.int_pair("Conv2d", "padding", padding, low=0)
+        bias = checks.boolean("Conv2d", "bias", bias)
+        rng = init.resolve_generator(generator, "Conv2d", "generator")
         shape = (self.out_channels, self.in_channels) + self.kernel_size
         self.weight = Parameter(init.kaiming_uniform(shape, rng))
         if bias:
@@ -91,14 +97,13 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, gamma_init=1.0):
         super().__init__()
-        self.num_features = _positive_int(type(self).__name__, "num_features", num_features)
-        if not (isinstance(eps, numbers.Real) and eps > 0):
-            raise ValueError(f"{type(self).__name__}: eps must be a positive number, got {eps!r}")
-        if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
-            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1], got {momentum!r}")
-        self.eps, self.momentum = float(eps), float(momentum)
+        where = type(self).__name__
+        self.num_features = checks.integer(where, "num_features", num_features, low=1)
+        self.eps = checks.real(where, "eps", eps, low=0.0, low_open=True)
+        self.momentum = checks.real(where, "momentum", momentum, 0.0, 1.0)
+        gamma_init = checks.real(where, "gamma_init", gamma_init)
         c = self.num_features
-        if affine:
+        if checks.boolean(where, "affine", affine):
             self.weight = Parameter(init.constant((c,), gamma_init))
             self.bias = Parameter(init.constant((c,), 0.0))
         else:
@@ -117,6 +122,7 @@ class BatchNorm2d(Module):
 
     def reset_gamma(self, value: float) -> None:
         """Set every γ to ``value`` (e.g. 0 for the zero-init of a residual branch's last BN)."""
+        value = checks.real(f"{type(self).__name__}.reset_gamma", "value", value)
         if self.weight is not None:
             self.weight.data[...] = value
 
@@ -131,11 +137,10 @@ class TDBatchNorm(BatchNorm2d):
     """
 
     def __init__(self, num_features, alpha=1.0, v_th=0.5, eps=1e-5, momentum=0.1, affine=True):
-        for name, value in (("alpha", alpha), ("v_th", v_th)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise ValueError(f"TDBatchNorm: {name} must be a number, got {value!r}")
-        super().__init__(num_features, eps, momentum, affine, gamma_init=float(alpha) * float(v_th))
-        self.alpha, self.v_th = float(alpha), float(v_th)
+        alpha = checks.real("TDBatchNorm", "alpha", alpha, low=0.0, low_open=True)
+        v_th = checks.real("TDBatchNorm", "v_th", v_th, low=0.0, low_open=True)
+        super().__init__(num_features, eps, momentum, affine, gamma_init=alpha * v_th)
+        self.alpha, self.v_th = alpha, v_th
 
     def extra_repr(self):
         return super().extra_repr() + f", alpha={self.alpha}, v_th={self.v_th}"
@@ -158,10 +163,10 @@ class LIF(Module):
 
     def __init__(self, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", monitor=False):
         super().__init__()
-        self.v_th, self.decay = v_th, decay
-        self.detach_reset, self.surrogate = detach_reset, surrogate
-        self._binary = _surrogates.get(surrogate).binary  # also rejects an unknown surrogate now
-        self.monitor = bool(monitor)
+        self.v_th, self.decay, self.detach_reset, checked = check_lif_options("LIF", v_th, decay, detach_reset, surrogate)
+        self.surrogate = surrogate  # as given (a name or an object): F.lif takes either
+        self._binary = checked.binary
+        self.monitor = checks.boolean("LIF", "monitor", monitor)
         self.firing_rate = self.spike_count = None
         self.num_neurons = self.time_steps = self.batch_size = None
 
@@ -176,7 +181,7 @@ class LIF(Module):
 
     def _record(self, spikes) -> None:
         shape = spikes.shape
-        self.spike_count = float(spikes.data.sum(dtype=backend.xp().float64))
+        self.spike_count = float(spikes.data.sum(dtype=backend.xp().float64).item())  # explicit sync
         self.time_steps, self.batch_size = int(shape[0]), int(shape[1]) if len(shape) > 2 else 1
         self.num_neurons = int(math.prod(shape[2:])) if len(shape) > 2 else int(math.prod(shape[1:]))
         self.firing_rate = self.spike_count / max(1, spikes.size)
@@ -187,9 +192,12 @@ class LIF(Module):
 
 def set_monitoring(model: Module, on: bool = True) -> None:
     """Turn firing-rate recording on or off in every LIF layer of ``model``."""
+    if not isinstance(model, Module):
+        raise TypeError(f"set_monitoring: model must be a Module, got {checks.kind_of(model)}")
+    on = checks.boolean("set_monitoring", "on", on)
     for module in model.modules():
         if isinstance(module, LIF):
-            module.monitor = bool(on)
+            module.monitor = on
 
 
 class Linear(Module):
@@ -200,9 +208,10 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, generator=None):
         super().__init__()
-        self.in_features = _positive_int("Linear", "in_features", in_features)
-        self.out_features = _positive_int("Linear", "out_features", out_features)
-        rng = init.resolve_generator(generator)
+        self.in_features = checks.integer("Linear", "in_features", in_features, low=1)
+        self.out_features = checks.integer("Linear", "out_features", out_features, low=1)
+        bias = checks.boolean("Linear", "bias", bias)
+        rng = init.resolve_generator(generator, "Linear", "generator")
         shape = (self.out_features, self.in_features)
         self.weight = Parameter(init.kaiming_uniform(shape, rng))
         if bias:
@@ -222,7 +231,13 @@ class AvgPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        where = type(self).__name__
+        self.kernel_size = checks.int_pair(where, "kernel_size", kernel_size, low=1)
+        self.stride = self.kernel_size if stride is None else checks.int_pair(where, "stride", stride, low=1)
+        self.padding = checks.int_pair(where, "padding", padding, low=0)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{where}: padding must be at most half of kernel_size {self.kernel_size}, "
+                             f"got {checks.show(padding)}")
 
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
@@ -253,10 +268,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, generator=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
-        self.generator = None if generator is None else init.resolve_generator(generator)
+        self.p = checks.real("Dropout", "p", p, 0.0, 1.0, high_open=True)
+        self.generator = None if generator is None else init.resolve_generator(generator, "Dropout", "generator")
 
     def forward(self, x):
         if not self.training or self.p == 0:
@@ -276,9 +289,7 @@ class Flatten(Module):
 
     def __init__(self, start_dim=None):
         super().__init__()
-        if start_dim is not None and (isinstance(start_dim, bool) or not isinstance(start_dim, numbers.Integral)):
-            raise TypeError(f"Flatten: start_dim must be an int or None, got {start_dim!r}")
-        self.start_dim = start_dim
+        self.start_dim = checks.optional_integer("Flatten", "start_dim", start_dim)
 
     def forward(self, x):
         start = (2 if x.ndim == 5 else 1) if self.start_dim is None else self.start_dim

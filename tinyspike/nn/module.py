@@ -21,7 +21,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Tensor
 
 
@@ -33,6 +33,7 @@ class Parameter(Tensor):
     """
 
     def __init__(self, data, requires_grad: bool = True):
+        requires_grad = checks.boolean("Parameter", "requires_grad", requires_grad)
         if isinstance(data, Tensor):
             data = data.data
         super().__init__(data, requires_grad=requires_grad)
@@ -66,6 +67,75 @@ class RemovableHandle:
 
 
 _next_hook_id = [0]
+
+
+def _check_name(where: str, name) -> str:
+    """A registry name: a non-empty str without '.', which separates the levels of a dotted name."""
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: name must be a str, got {checks.kind_of(name)} {checks.show(name)}")
+    if not name or "." in name:
+        raise ValueError(f"{where}: name must be a non-empty string without '.', got {name!r}")
+    return name
+
+
+def _is_backend_array(value) -> bool:
+    return isinstance(value, np.ndarray) or backend.is_gpu_array(value)
+
+
+def _check_buffer(owner: str, name: str, value):
+    """A buffer is None or a writeable backend array of numbers or bools.
+
+    Writeable, because layers update buffers in place (batch norm's running statistics) and
+    ``load_state_dict`` copies into them: a read-only array (a broadcast view, a memory-mapped
+    file, ``arr.flags.writeable = False``) would fail deep inside the next training step.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        raise TypeError(f"{owner}: buffer {name!r} must be an array, got a Tensor (assign tensor.data)")
+    if not _is_backend_array(value):
+        raise TypeError(f"{owner}: buffer {name!r} must be an array or None, got {checks.kind_of(value)} {checks.show(value)}")
+    if value.dtype.kind not in "fiub":
+        raise TypeError(f"{owner}: buffer {name!r} must hold real numbers or bools, got dtype {value.dtype}")
+    if not getattr(getattr(value, "flags", None), "writeable", True):
+        raise ValueError(f"{owner}: buffer {name!r} is a read-only array; pass a writeable copy (np.array(value))")
+    return value
+
+
+def check_state_value(where: str, key: str, value, target):
+    """``value`` checked for loading into ``target``: same shape, real numbers, no lossy cast, finite.
+
+    Refused, each with a message naming ``key``: objects (``None`` would load as NaN), complex
+    numbers (the imaginary part would be dropped), strings, bools into numbers; a dtype that does
+    not cast *safely* to the target's (float64 into a float32 model would round every value:
+    convert explicitly with ``.astype(np.float32)``; float32 into float64 is exact and accepted);
+    NaN or ±inf (a diverged checkpoint must not load silently).
+    """
+    value = value.data if isinstance(value, Tensor) else value
+    if not _is_backend_array(value):
+        if isinstance(value, (str, bytes)) or value is None:
+            raise TypeError(f"{where}: key {key!r} must be an array of numbers, got {checks.kind_of(value)} {checks.show(value)}")
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{where}: key {key!r} must be an array of numbers, got {checks.show(value)} ({err})") from None
+    shape = tuple(value.shape)
+    if shape != tuple(target.shape):
+        raise ValueError(f"{where}: key {key!r} has shape {shape} in the state but {tuple(target.shape)} in the model")
+    kind, target_kind = value.dtype.kind, target.dtype.kind
+    if kind not in "fiub" or (kind == "b" and target_kind != "b"):
+        raise TypeError(f"{where}: key {key!r} must hold real numbers, got dtype {value.dtype}")
+    if not np.can_cast(value.dtype, target.dtype, casting="safe"):
+        raise TypeError(
+            f"{where}: key {key!r} has dtype {value.dtype} but the model's is {target.dtype}: a lossy cast; "
+            f"convert it explicitly (state[{key!r}].astype({target.dtype.name!r}))"
+        )
+    if kind == "f":
+        finite = backend.array_module_of(value).isfinite(value)
+        if not finite.all().item():  # .item(): an explicit device sync on CuPy
+            bad = int(finite.size - int(finite.sum().item()))
+            raise ValueError(f"{where}: key {key!r} holds {bad} NaN or infinite value(s) of {finite.size}")
+    return value
 
 
 class Module:
@@ -107,7 +177,7 @@ class Module:
     def _assign_plain(self, name, value):
         """Assigning a non-Parameter to a registered name: a buffer may take an array (or None)."""
         if name in self._buffers:
-            self._buffers[name] = value
+            self._buffers[name] = _check_buffer(type(self).__name__, name, value)
             return
         if value is not None:
             kind = "parameter" if name in self._parameters else "sub-module"
@@ -137,12 +207,12 @@ class Module:
 
         Persistent buffers are part of ``state_dict()``; others (caches, masks) are not.
         """
-        if not isinstance(name, str) or not name or "." in name:
-            raise ValueError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        where = f"{type(self).__name__}.register_buffer"
+        _check_name(where, name)
         if name in self._parameters or name in self._modules:
-            raise ValueError(f"{name!r} is already a parameter or sub-module of {type(self).__name__}")
-        if array is not None and not (hasattr(array, "shape") and hasattr(array, "dtype")):
-            raise TypeError(f"buffer {name!r} must be an array or None, got {type(array).__name__}")
+            raise ValueError(f"{where}: {name!r} is already a parameter or sub-module of {type(self).__name__}")
+        persistent = checks.boolean(where, "persistent", persistent)
+        array = _check_buffer(type(self).__name__, name, array)
         self.__dict__.pop(name, None)
         self._buffers[name] = array
         if persistent:
@@ -152,16 +222,20 @@ class Module:
 
     def register_parameter(self, name: str, param) -> None:
         """Register ``param`` (a Parameter or None) under ``name``, as ``self.<name> = param``."""
+        _check_name(f"{type(self).__name__}.register_parameter", name)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"parameter {name!r} must be a Parameter or None, got {type(param).__name__}")
+            raise TypeError(f"{type(self).__name__}.register_parameter: parameter {name!r} must be a Parameter or None, "
+                            f"got {checks.kind_of(param)}")
         if param is None:
             self._parameters[name] = None
         else:
             setattr(self, name, param)
 
     def add_module(self, name: str, module) -> None:
+        """Register ``module`` under ``name`` (what ``self.<name> = module`` does, for computed names)."""
+        _check_name(f"{type(self).__name__}.add_module", name)
         if not isinstance(module, Module):
-            raise TypeError(f"module {name!r} must be a Module, got {type(module).__name__}")
+            raise TypeError(f"{type(self).__name__}.add_module: module {name!r} must be a Module, got {checks.kind_of(module)}")
         self._modules[name] = module
 
     # ---- calling -----------------------------------------------------------------------------
@@ -185,7 +259,7 @@ class Module:
         ``remove()`` unregisters the hook (also usable as a context manager).
         """
         if not callable(hook):
-            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+            raise TypeError(f"{type(self).__name__}.register_forward_hook: hook must be callable, got {checks.kind_of(hook)}")
         _next_hook_id[0] += 1
         self._forward_hooks[_next_hook_id[0]] = hook
         return RemovableHandle(self._forward_hooks, _next_hook_id[0])
@@ -238,15 +312,15 @@ class Module:
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """The number of parameter elements (running statistics and other buffers not counted)."""
+        trainable_only = checks.boolean(f"{type(self).__name__}.num_parameters", "trainable_only", trainable_only)
         return sum(int(p.size) for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ---- modes and gradients -----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         """Training mode (batch statistics, dropout active) for this module and its descendants."""
-        if not isinstance(mode, (bool, np.bool_)):
-            raise TypeError(f"train(mode): mode must be a bool, got {type(mode).__name__}")
+        mode = checks.boolean(f"{type(self).__name__}.train", "mode", mode)
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            object.__setattr__(module, "training", mode)
         return self
 
     def eval(self) -> "Module":
@@ -286,14 +360,18 @@ class Module:
     def load_state_dict(self, state, strict: bool = True) -> None:
         """Copy arrays from ``state`` (name -> array) into the parameters and buffers, in place.
 
-        In place so that optimizers, which hold the Parameter objects, keep working. Every key's
-        shape must match exactly; values are cast to the parameter's dtype (a float64 file can
-        be loaded into a float32 model). With ``strict`` (default), a missing or unexpected key
-        raises a ``KeyError`` naming it; a wrong shape always raises a ``ValueError`` naming it.
-        Nothing is changed unless every key checks out.
+        In place so that optimizers, which hold the Parameter objects, keep working. Every value
+        must be an array of real numbers of the key's exact shape, finite, and of a dtype that
+        casts to the model's without loss: float32 into a float64 model is accepted, float64 into
+        a float32 one is refused (convert it explicitly with ``.astype``), as are objects,
+        complex numbers, strings, bools and NaN/±inf. With ``strict`` (default), a missing or
+        unexpected key raises a ``KeyError`` naming it; every other refusal is a
+        ``TypeError``/``ValueError`` naming the key. Nothing is changed unless every key checks out.
         """
-        if not hasattr(state, "keys"):
-            raise TypeError(f"state must be a mapping of name -> array, got {type(state).__name__}")
+        where = f"load_state_dict into {type(self).__name__}"
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+            raise TypeError(f"{where}: state must be a mapping of name -> array, got {checks.kind_of(state)}")
+        strict = checks.boolean(where, "strict", strict)
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -303,23 +381,10 @@ class Module:
                 parts.append(f"missing key(s): {', '.join(repr(k) for k in missing)}")
             if unexpected:
                 parts.append(f"unexpected key(s): {', '.join(repr(k) for k in unexpected)}")
-            raise StateDictKeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts))
-        plan = []
-        for name, target in own.items():
-            if name not in state:
-                continue
-            value = state[name]
-            value = value.data if isinstance(value, Tensor) else value
-            if not hasattr(value, "shape"):
-                value = np.asarray(value)
-            shape = tuple(value.shape)
-            if shape != tuple(target.shape):
-                raise ValueError(
-                    f"load_state_dict: key {name!r} has shape {shape} in the state but {tuple(target.shape)} in the model"
-                )
-            plan.append((name, target, value))
-        for _, target, value in plan:
-            target[...] = backend.to_device(value)  # casts to the target's dtype
+            raise StateDictKeyError(f"{where}: " + "; ".join(parts))
+        plan = [(target, check_state_value(where, name, state[name], target)) for name, target in own.items() if name in state]
+        for target, value in plan:
+            target[...] = backend.to_device(value)  # a safe cast at most (checked above)
 
     # ---- printing ----------------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.optim.optimizer import Optimizer
 
 
@@ -20,14 +20,13 @@ class Adam(Optimizer):
     decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _check_hyperparameters(self, group):
+        """betas: a pair (β₁, β₂), each finite in [0, 1) (β = 1 would never forget, and 1 − βᵗ = 0)."""
         super()._check_hyperparameters(group)
-        betas = group["betas"]
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise ValueError(f"{type(self).__name__}: betas must be two numbers in [0, 1), got {betas!r}")
-        group["betas"] = (float(betas[0]), float(betas[1]))
+        group["betas"] = checks.reals(type(self).__name__, "betas", group["betas"], length=2, low=0.0, high=1.0,
+                                      high_open=True)
 
     def _update(self, param, grad, group, state):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

@@ -10,10 +10,10 @@ The direction of the full gradient is kept; only its length is capped (PyTorch's
 from __future__ import annotations
 
 import math
-import numbers
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Tensor
+from tinyspike.optim.optimizer import _as_list
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
@@ -22,23 +22,25 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     Returns the total norm *before* clipping (a float; log it to watch for exploding gradients).
     Parameters without a gradient are skipped. With ``error_if_nonfinite``, a NaN/inf norm raises.
     """
-    if isinstance(parameters, Tensor):
-        parameters = [parameters]
-    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or max_norm < 0:
-        raise ValueError(f"clip_grad_norm_: max_norm must be a number >= 0, got {max_norm!r}")
-    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real) or norm_type <= 0:
-        raise ValueError(f"clip_grad_norm_: norm_type must be a number > 0 (or inf), got {norm_type!r}")
+    where = "clip_grad_norm_"
+    parameters = _as_list(where, "parameters", parameters)
+    for p in parameters:
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{where}: parameters must be Tensors (model.parameters()), got a {checks.kind_of(p)}")
+    max_norm = checks.real(where, "max_norm", max_norm, low=0.0)
+    norm_type = checks.real(where, "norm_type", norm_type, low=0.0, low_open=True, finite=False)  # inf: max |g|
+    error_if_nonfinite = checks.boolean(where, "error_if_nonfinite", error_if_nonfinite)
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
     if math.isinf(norm_type):
-        total = max(float(abs(g).max()) for g in grads)
+        total = max(float(abs(g).max().item()) for g in grads)  # .item(): explicit syncs
     else:
         xp = backend.array_module_of(grads[0])
         if norm_type == 2:
-            parts = [float(xp.linalg.norm(g.reshape(-1))) ** 2 for g in grads]  # BLAS nrm2: no overflow
+            parts = [float(xp.linalg.norm(g.reshape(-1)).item()) ** 2 for g in grads]  # BLAS nrm2: no overflow
         else:
-            parts = [float((abs(g.astype(xp.float64)) ** norm_type).sum()) for g in grads]
+            parts = [float((abs(g.astype(xp.float64)) ** norm_type).sum().item()) for g in grads]
         total = math.fsum(parts) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise FloatingPointError(f"clip_grad_norm_: the total gradient norm is {total}")

@@ -21,50 +21,68 @@ with j counting the parameters across groups in order. ``load_state_dict`` is it
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.autograd import Tensor, no_grad
+from tinyspike.nn.module import Module, check_state_value
+
+
+def _as_list(where: str, name: str, params) -> list:
+    """Parameters (or groups) as a list: one Tensor, or any iterable of them; a Module is refused."""
+    if isinstance(params, Tensor):
+        return [params]
+    if isinstance(params, Module):
+        raise TypeError(f"{where}: {name} must be parameters, got the {type(params).__name__} module itself; "
+                        "pass model.parameters()")
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"{where}: {name} must be an iterable of Parameters (model.parameters()) or a list of "
+                        f"group dicts, got {checks.kind_of(params)} {checks.show(params)}")
+    return list(params)
 
 
 class Optimizer:
     """Base class: subclasses set ``defaults`` and implement ``_update(param, grad, group, state)``."""
 
     def __init__(self, params, defaults: dict):
+        name = type(self).__name__
         self.defaults = dict(defaults)
-        params = list(params) if not isinstance(params, Tensor) else [params]
+        params = _as_list(name, "params", params)
         if not params:
-            raise ValueError(f"{type(self).__name__}: params is empty; pass model.parameters() or a list of groups")
+            raise ValueError(f"{name}: params is empty; pass model.parameters() or a list of groups")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.param_groups: list[dict] = []
         seen = set()
         for index, group in enumerate(groups):
             if not isinstance(group, dict) or "params" not in group:
-                raise TypeError(f"{type(self).__name__}: params must be Parameters or dicts with a 'params' key (group {index})")
-            members = list(group["params"]) if not isinstance(group["params"], Tensor) else [group["params"]]
+                raise TypeError(f"{name}: params must be Parameters or dicts with a 'params' key (group {index})")
+            members = _as_list(name, f"group {index} params", group["params"])
             for p in members:
                 if not isinstance(p, Tensor) or not p.requires_grad or not p.is_leaf:
-                    raise TypeError(f"{type(self).__name__}: group {index} holds something that is not a trainable leaf Tensor")
+                    raise TypeError(f"{name}: group {index} holds a {checks.kind_of(p)}, not a trainable leaf Tensor")
                 if id(p) in seen:
-                    raise ValueError(f"{type(self).__name__}: a parameter appears in more than one place (group {index})")
+                    raise ValueError(f"{name}: a parameter appears in more than one place (group {index})")
                 seen.add(id(p))
             unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
             if unknown:
-                raise ValueError(f"{type(self).__name__}: unknown option(s) {sorted(unknown)} in group {index}")
+                raise ValueError(f"{name}: unknown option(s) {sorted(unknown)} in group {index}")
             full = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}, "params": members}
             self._check_hyperparameters(full)
             self.param_groups.append(full)
         self.state: dict = {}  # Parameter -> {buffer name: array or number}
 
     def _check_hyperparameters(self, group: dict) -> None:
-        """Raise a ValueError naming an out-of-range hyper-parameter (subclasses extend)."""
-        for key in ("lr", "weight_decay", "eps"):
+        """Check (and normalise to Python numbers) a group's hyper-parameters; subclasses extend.
+
+        lr, weight_decay: finite, >= 0. eps: finite, > 0 (it keeps Adam's division away from 0/0).
+        initial_lr (set by a schedule): finite, >= 0.
+        """
+        where = type(self).__name__
+        for key in ("lr", "weight_decay", "initial_lr"):
             if key in group:
-                value = group[key]
-                if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-                    raise ValueError(f"{type(self).__name__}: {key} must be a number >= 0, got {value!r}")
+                group[key] = checks.real(where, key, group[key], low=0.0)
+        if "eps" in group:
+            group["eps"] = checks.real(where, "eps", group["eps"], low=0.0, low_open=True)
 
     def parameters(self):
         for group in self.param_groups:
@@ -107,48 +125,78 @@ class Optimizer:
         return flat
 
     def load_state_dict(self, flat: dict) -> None:
-        """Restore hyper-parameters and buffers from ``state_dict()``'s output (or a checkpoint's)."""
+        """Restore hyper-parameters and buffers from ``state_dict()``'s output (or a checkpoint's).
+
+        Everything is checked before anything changes: the group and parameter counts, each
+        buffer (real, finite, the parameter's shape, no lossy cast: the rules of
+        ``Module.load_state_dict``) and each hyper-parameter (the constructor's rules), so a
+        corrupt or diverged checkpoint fails naming its key instead of poisoning the next step.
+        """
         name = type(self).__name__
+        where = f"{name}.load_state_dict"
         if not hasattr(flat, "items"):
-            raise TypeError(f"{name}.load_state_dict: expected a dict, got {type(flat).__name__}")
-        groups_in_file = {k.split(".", 1)[0] for k in flat if k.startswith("group")}
+            raise TypeError(f"{where}: expected a dict, got {checks.kind_of(flat)}")
+        groups_in_file = {k.split(".", 1)[0] for k in flat if isinstance(k, str) and k.startswith("group")}
         if len(groups_in_file) != len(self.param_groups):
-            raise ValueError(f"{name}.load_state_dict: the state has {len(groups_in_file)} group(s), the optimizer {len(self.param_groups)}")
+            raise ValueError(f"{where}: the state has {len(groups_in_file)} group(s), the optimizer {len(self.param_groups)}")
         params = list(self.parameters())
         for i, group in enumerate(self.param_groups):
             count = flat.get(f"group{i}.num_params")
-            if count is None or int(count) != len(group["params"]):
-                raise ValueError(f"{name}.load_state_dict: group {i} holds {count} parameter(s) in the state, {len(group['params'])} here")
+            if count is None or _scalar(count) != len(group["params"]):
+                raise ValueError(f"{where}: group {i} holds {count} parameter(s) in the state, {len(group['params'])} here")
         new_state: dict = {}
         for key, value in flat.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: unexpected key {key!r}")
             head, _, field = key.partition(".")
             if head.startswith("param"):
-                try:
-                    j = int(head[len("param"):])
-                except ValueError:
-                    raise ValueError(f"{name}.load_state_dict: unexpected key {key!r}") from None
-                if not 0 <= j < len(params):
-                    raise ValueError(f"{name}.load_state_dict: key {key!r} refers to parameter {j}, but there are {len(params)}")
-                p = params[j]
+                p = params[self._parameter_index(where, key, head, len(params))]
                 if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
-                    if tuple(value.shape) != tuple(p.shape):
-                        raise ValueError(f"{name}.load_state_dict: key {key!r} has shape {tuple(value.shape)}, the parameter {tuple(p.shape)}")
-                    value = backend.to_device(np.asarray(backend.to_numpy(value), dtype=p.dtype))
-                elif hasattr(value, "item"):
-                    value = value.item()
+                    value = backend.to_device(check_state_value(where, key, value, p.data))
+                else:
+                    value = _scalar(value)
+                    if not checks.is_real(value):
+                        raise TypeError(f"{where}: key {key!r} must be a number or an array, got {checks.show(value)}")
+                    checks.real(where, key, value)
                 new_state.setdefault(p, {})[field] = value
             elif not head.startswith("group"):
-                raise ValueError(f"{name}.load_state_dict: unexpected key {key!r}")
+                raise ValueError(f"{where}: unexpected key {key!r}")
+        new_groups = []
         for i, group in enumerate(self.param_groups):
-            for key in list(group):
-                if key == "params" or f"group{i}.{key}" not in flat:
+            loaded = dict(group)
+            for key in [k for k in group if k != "params"] + ["initial_lr"]:
+                if f"group{i}.{key}" not in flat:
                     continue
                 value = flat[f"group{i}.{key}"]
-                if isinstance(group[key], tuple):
-                    value = tuple(float(v) for v in np.asarray(value))
-                elif hasattr(value, "item"):
-                    value = value.item()
-                group[key] = value
-            if f"group{i}.initial_lr" in flat:
-                group["initial_lr"] = float(np.asarray(flat[f"group{i}.initial_lr"]))
+                if isinstance(group.get(key), tuple):
+                    value = tuple(np.asarray(value).reshape(-1).tolist())
+                else:
+                    value = _scalar(value)
+                loaded[key] = value
+            try:
+                self._check_hyperparameters(loaded)
+            except (TypeError, ValueError) as err:  # say where the bad value came from
+                raise type(err)(f"{where}: group{i}: {err}") from None
+            new_groups.append(loaded)
+        for group, loaded in zip(self.param_groups, new_groups):
+            group.update(loaded)  # the same dict objects: schedules hold references to them
         self.state = new_state
+
+    @staticmethod
+    def _parameter_index(where, key, head, count) -> int:
+        try:
+            j = int(head[len("param"):])
+        except ValueError:
+            raise ValueError(f"{where}: unexpected key {key!r}") from None
+        if not 0 <= j < count:
+            raise ValueError(f"{where}: key {key!r} refers to parameter {j}, but there are {count}")
+        return j
+
+
+def _scalar(value):
+    """A 0-d array or NumPy scalar (as an .npz file gives them) as a Python number; others unchanged."""
+    if hasattr(value, "shape") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

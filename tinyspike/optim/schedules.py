@@ -17,18 +17,11 @@ from __future__ import annotations
 
 import bisect
 import math
-import numbers
 
 import numpy as np
 
+from tinyspike import checks
 from tinyspike.optim.optimizer import Optimizer
-
-
-def _number(cls, name, value, low=0.0, allow_equal=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (value < low if allow_equal else value <= low):
-        relation = ">=" if allow_equal else ">"
-        raise ValueError(f"{cls}: {name} must be a number {relation} {low}, got {value!r}")
-    return float(value)
 
 
 class LRScheduler:
@@ -37,10 +30,8 @@ class LRScheduler:
     def __init__(self, optimizer: Optimizer, steps_per_epoch: int = 1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__}: optimizer must be an Optimizer, got {type(optimizer).__name__}")
-        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, numbers.Integral) or steps_per_epoch < 1:
-            raise ValueError(f"{type(self).__name__}: steps_per_epoch must be an int >= 1, got {steps_per_epoch!r}")
         self.optimizer = optimizer
-        self.steps_per_epoch = int(steps_per_epoch)
+        self.steps_per_epoch = checks.integer(type(self).__name__, "steps_per_epoch", steps_per_epoch, low=1)
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])  # the base a restarted schedule starts from
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
@@ -57,7 +48,8 @@ class LRScheduler:
 
     def lr_at(self, epoch: float) -> list[float]:
         """Each group's learning rate at ``epoch``."""
-        return [self.lr_for(base, float(epoch)) for base in self.base_lrs]
+        epoch = checks.real(f"{type(self).__name__}.lr_at", "epoch", epoch, low=0.0)
+        return [self.lr_for(base, epoch) for base in self.base_lrs]
 
     def get_last_lr(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
@@ -76,11 +68,18 @@ class LRScheduler:
         return {"last_step": self.last_step, "base_lrs": np.asarray(self.base_lrs, dtype=np.float64)}
 
     def load_state_dict(self, state: dict) -> None:
-        base = [float(v) for v in np.atleast_1d(np.asarray(state["base_lrs"]))]
+        """Restore ``state_dict()``'s output; the values are checked (finite lrs >= 0, a step count >= 0)."""
+        where = f"{type(self).__name__}.load_state_dict"
+        if not hasattr(state, "keys") or not {"base_lrs", "last_step"} <= set(state.keys()):
+            raise ValueError(f"{where}: state must be a dict with 'base_lrs' and 'last_step', got {checks.show(state)}")
+        base = np.atleast_1d(np.asarray(state["base_lrs"])).reshape(-1).tolist()
         if len(base) != len(self.base_lrs):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: {len(base)} base lr(s) in the state, {len(self.base_lrs)} groups here")
+            raise ValueError(f"{where}: {len(base)} base lr(s) in the state, {len(self.base_lrs)} groups here")
+        base = [checks.real(where, f"base_lrs[{i}]", v, low=0.0) for i, v in enumerate(base)]
+        last_step = state["last_step"]
+        last_step = last_step.item() if hasattr(last_step, "item") else last_step
+        self.last_step = checks.integer(where, "last_step", last_step, low=0)
         self.base_lrs = base
-        self.last_step = int(np.asarray(state["last_step"]))
         self._apply()
 
 
@@ -88,13 +87,16 @@ class MultiStepLR(LRScheduler):
     """lr = base · gamma^(number of milestones ≤ epoch); milestones in epochs."""
 
     def __init__(self, optimizer, milestones, gamma=0.1, steps_per_epoch=1):
-        milestones = list(milestones)
-        if any(isinstance(m, bool) or not isinstance(m, numbers.Real) or m < 0 for m in milestones):
-            raise ValueError(f"MultiStepLR: milestones must be non-negative numbers, got {milestones!r}")
+        if isinstance(milestones, np.ndarray) and milestones.ndim == 1:
+            milestones = milestones.tolist()
+        if not isinstance(milestones, (list, tuple, range)):
+            raise TypeError(f"MultiStepLR: milestones must be a list of epochs, got {checks.kind_of(milestones)} "
+                            f"{checks.show(milestones)}")
+        milestones = list(checks.reals("MultiStepLR", "milestones", list(milestones), low=0.0))
         if milestones != sorted(milestones):
             raise ValueError(f"MultiStepLR: milestones must be increasing, got {milestones!r}")
         self.milestones = milestones
-        self.gamma = _number("MultiStepLR", "gamma", gamma)
+        self.gamma = checks.real("MultiStepLR", "gamma", gamma, low=0.0)
         super().__init__(optimizer, steps_per_epoch)
 
     def lr_for(self, base_lr, epoch):
@@ -105,14 +107,13 @@ class CosineLR(LRScheduler):
     """Cosine decay to ``min_lr`` at ``total_epochs``, after an optional linear warm-up."""
 
     def __init__(self, optimizer, total_epochs, warmup_epochs=0, min_lr=0.0, warmup_start_factor=0.1, steps_per_epoch=1):
-        self.total_epochs = _number("CosineLR", "total_epochs", total_epochs, 0.0, allow_equal=False)
-        self.warmup_epochs = _number("CosineLR", "warmup_epochs", warmup_epochs)
+        where = "CosineLR"
+        self.total_epochs = checks.real(where, "total_epochs", total_epochs, low=0.0, low_open=True)
+        self.warmup_epochs = checks.real(where, "warmup_epochs", warmup_epochs, low=0.0)
         if self.warmup_epochs >= self.total_epochs:
             raise ValueError(f"CosineLR: warmup_epochs ({warmup_epochs}) must be less than total_epochs ({total_epochs})")
-        self.min_lr = _number("CosineLR", "min_lr", min_lr)
-        self.warmup_start_factor = _number("CosineLR", "warmup_start_factor", warmup_start_factor)
-        if self.warmup_start_factor > 1:
-            raise ValueError(f"CosineLR: warmup_start_factor must be in [0, 1], got {warmup_start_factor!r}")
+        self.min_lr = checks.real(where, "min_lr", min_lr, low=0.0)
+        self.warmup_start_factor = checks.real(where, "warmup_start_factor", warmup_start_factor, 0.0, 1.0)
         super().__init__(optimizer, steps_per_epoch)
 
     def lr_for(self, base_lr, epoch):

@@ -11,6 +11,7 @@ PyTorch's formulation, so results can be compared step by step. With g the gradi
 
 from __future__ import annotations
 
+from tinyspike import checks
 from tinyspike.optim.optimizer import Optimizer
 
 
@@ -21,15 +22,14 @@ class SGD(Optimizer):
         )
 
     def _check_hyperparameters(self, group):
+        """momentum μ and dampening in [0, 1], finite; nesterov a flag, and only with μ > 0, dampening 0."""
         super()._check_hyperparameters(group)
         for key in ("momentum", "dampening"):
-            value = group[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"SGD: {key} must be in [0, 1], got {value!r}")
-        if not isinstance(group["nesterov"], bool):
-            raise TypeError(f"SGD: nesterov must be a bool, got {group['nesterov']!r}")
+            group[key] = checks.real("SGD", key, group[key], 0.0, 1.0)
+        group["nesterov"] = checks.boolean("SGD", "nesterov", group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0, got "
+                             f"momentum={group['momentum']}, dampening={group['dampening']}")
 
     def _update(self, param, grad, group, state):
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]

@@ -14,10 +14,11 @@ from tinyspike.train.run_dir import RunDir, RunDirError, read_trainer_checkpoint
 from tinyspike.train.setup import (
     ConfigError, RunParts, TrainResult, build_eval_set, build_model, build_parts, check_compatible, train,
 )
+from tinyspike.train.finite import NonFiniteError
 from tinyspike.train.trainer import NonFiniteLossError, Trainer, format_record
 
 __all__ = [
-    "Trainer", "NonFiniteLossError", "TrainConfig", "resolve_config", "RECIPES", "RECIPE_SUMMARIES",
+    "Trainer", "NonFiniteError", "NonFiniteLossError", "TrainConfig", "resolve_config", "RECIPES", "RECIPE_SUMMARIES",
     "DATASET_DEFAULTS", "DEFAULT_MODEL", "RunDir", "RunDirError", "read_trainer_checkpoint", "ConfigError",
     "RunParts", "TrainResult", "build_parts", "build_model", "build_eval_set", "check_compatible", "train",
     "format_record",

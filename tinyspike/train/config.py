@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
+
+from tinyspike.checks import (
+    boolean, choice, integer, integers, kind_of, optional_integer, real, show,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "multistep", "constant")
@@ -67,10 +70,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise TypeError(f"TrainConfig.from_dict: config must be a dict (a JSON object), got {kind_of(data)} "
+                            f"{show(data)}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"config has unknown key(s) {unknown}")
+            raise ValueError(f"TrainConfig.from_dict: config has unknown key(s) {unknown}")
         return cls(**data)
 
     def to_json(self) -> str:
@@ -80,62 +86,64 @@ class TrainConfig:
         """Check every value that can be checked without loading data or building the model."""
         from tinyspike.data.registry import DATASETS
 
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("schedule_per", self.schedule_per, ("epoch", "iteration"))
-        _choice("augment", self.augment, AUGMENTS)
-        _choice("backend", self.backend, BACKENDS)
+        where = "TrainConfig"
+        choice(where, "dataset", self.dataset, tuple(DATASETS))
+        choice(where, "optimizer", self.optimizer, OPTIMIZERS)
+        choice(where, "schedule", self.schedule, SCHEDULES)
+        choice(where, "schedule_per", self.schedule_per, ("epoch", "iteration"))
+        choice(where, "augment", self.augment, AUGMENTS)
+        choice(where, "backend", self.backend, BACKENDS)
         if self.recipe is not None:
-            _choice("recipe", self.recipe, tuple(RECIPES))
-        _positive_int("T", self.T)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        if self.eval_batch_size is not None:
-            _positive_int("eval_batch_size", self.eval_batch_size)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        _positive_number("lr", self.lr)
-        _number_in("weight_decay", self.weight_decay, 0.0, math.inf)
-        _number_in("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _number_in("gamma", self.gamma, 0.0, 1.0, low_open=True)
-        _number_in("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        _number_in("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
-        w = self.warmup_epochs
-        if not isinstance(w, int) or isinstance(w, bool) or w < 0 or (w > 0 and w >= self.epochs):
-            raise ValueError(f"warmup_epochs must be an int in [0, epochs), got {self.warmup_epochs!r}")
+            choice(where, "recipe", self.recipe, tuple(RECIPES))
+        if not isinstance(self.model, str) or not self.model:
+            raise TypeError(f"{where}: model must be a model name (str), got {kind_of(self.model)} {show(self.model)}")
+        for key in ("model_options", "dataset_options"):
+            if not isinstance(getattr(self, key), dict):
+                raise TypeError(f"{where}: {key} must be a dict, got {kind_of(getattr(self, key))}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise TypeError(f"{where}: data_dir must be a folder path (str) or None, got {kind_of(self.data_dir)}")
+        kind = DATASETS[self.dataset].kind
+        if self.data_dir is not None and self.dataset in BUILT_IN_DATASETS:
+            raise ValueError(f"{where}: data_dir (--data-dir) is not used by the built-in dataset "
+                             f"{self.dataset!r}, got {show(self.data_dir)}; leave it out")
+        if kind == "events" and self.augment != "none":
+            raise ValueError(f"{where}: augment {self.augment!r} applies to static images, not to the "
+                             f"{self.dataset!r} event frames; use augment 'none'")
+        # T: the memory of a training step grows linearly with it (every LIF layer keeps T frames)
+        integer(where, "T", self.T, 1, MAX_TIME_STEPS)
+        integer(where, "epochs", self.epochs, 1)
+        integer(where, "batch_size", self.batch_size, 1)
+        optional_integer(where, "eval_batch_size", self.eval_batch_size, 1)
+        integer(where, "seed", self.seed, 0)
+        real(where, "lr", self.lr, 0.0, low_open=True)
+        real(where, "weight_decay", self.weight_decay, 0.0)
+        real(where, "momentum", self.momentum, 0.0, 1.0, high_open=True)
+        boolean(where, "nesterov", self.nesterov)
+        real(where, "gamma", self.gamma, 0.0, 1.0, low_open=True)
+        real(where, "label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        real(where, "val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        integer(where, "warmup_epochs", self.warmup_epochs, 0)
+        if self.warmup_epochs > 0 and self.warmup_epochs >= self.epochs:
+            raise ValueError(f"{where}: warmup_epochs must be an int in [0, epochs) = [0, {self.epochs}), "
+                             f"got {self.warmup_epochs}")
         if self.grad_clip is not None:
-            _positive_number("grad_clip", self.grad_clip)
-        if not all(isinstance(m, int) and m > 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing positive epoch numbers, got {self.milestones!r}")
+            real(where, "grad_clip", self.grad_clip, 0.0, low_open=True)
+        if not isinstance(self.milestones, (list, tuple)):
+            raise TypeError(f"{where}: milestones must be a list of epoch numbers, got {kind_of(self.milestones)}")
+        integers(where, "milestones", self.milestones, low=1)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"{where}: milestones must be increasing epoch numbers, got {show(self.milestones)}")
         if self.nesterov and self.optimizer != "sgd":
-            raise ValueError("nesterov applies to the sgd optimizer only")
+            raise ValueError(f"{where}: nesterov applies to the sgd optimizer only, got optimizer {self.optimizer!r}")
         return self
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+#: T above this is refused up front: MS-ResNets use T <= 10 (DVS work rarely more than a few
+#: dozen frames), and every LIF layer of a training step keeps all T frames in memory.
+MAX_TIME_STEPS = 1000
 
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
-def _number_in(name, value, low, high, low_open=False, high_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (high == math.inf or (value < high if high_open else value <= high))
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+#: Datasets that ship with tinyspike and read no data folder.
+BUILT_IN_DATASETS = ("digits", "digits-dvs")
 
 
 #: Per-dataset defaults (what ``tinyspike train --dataset X`` does with nothing else given).
@@ -192,26 +200,43 @@ RECIPE_SUMMARIES = {
 }
 
 
+#: What kind of data each recipe was written for (REFERENCE §7): the CIFAR-10 recipes augment
+#: static images; the DVS recipe is for event frames.
+RECIPE_KINDS = {"depth-study": "static", "alternative": "static", "recommended": "static", "dvs": "events"}
+_KIND_WORDS = {"static": "static images", "events": "event frames"}
+
+
 def resolve_config(explicit: dict | None = None) -> TrainConfig:
-    """Dataset defaults, then the recipe, then ``explicit`` (keys of ``TrainConfig``; None = unset)."""
+    """Dataset defaults, then the recipe, then ``explicit`` (keys of ``TrainConfig``; None = unset).
+
+    Settings that would be silently ignored are refused: ``momentum`` with Adam/AdamW (they have
+    none), a recipe written for the other kind of data (``dvs`` on images, a CIFAR-10 recipe on
+    events), and (in ``validate``) a ``data_dir`` for a built-in dataset.
+    """
+    from tinyspike.data.registry import DATASETS
+
+    where = "resolve_config"
+    if explicit is not None and not isinstance(explicit, dict):
+        raise TypeError(f"{where}: explicit must be a dict of settings, got {kind_of(explicit)}")
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(explicit) - known)
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}")
-    dataset = explicit.get("dataset", TrainConfig.dataset)
-    if dataset not in DATASET_DEFAULTS:
-        from tinyspike.data.registry import DATASETS
-
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+        raise ValueError(f"{where}: unknown config key(s) {unknown}")
+    dataset = choice(where, "dataset", explicit.get("dataset", TrainConfig.dataset), tuple(DATASET_DEFAULTS))
     values: dict = {"dataset": dataset}
     base = dict(DATASET_DEFAULTS[dataset])
     recipe = explicit.get("recipe", base.pop("recipe", None))
     base.pop("recipe", None)
     values.update(base)
     if recipe is not None:
-        if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+        choice(where, "recipe", recipe, tuple(RECIPES))
+        kind = DATASETS[dataset].kind
+        if RECIPE_KINDS[recipe] != kind:
+            data = _KIND_WORDS[kind]
+            raise ValueError(f"{where}: recipe {recipe!r} is written for {_KIND_WORDS[RECIPE_KINDS[recipe]]}, but dataset "
+                             f"{dataset!r} gives {data}; choose one of "
+                             f"{[r for r, k in RECIPE_KINDS.items() if k == kind]} or no recipe")
         values.update(RECIPES[recipe])
         values["recipe"] = recipe
         if "model" in explicit and explicit["model"] != values.get("model"):
@@ -224,7 +249,11 @@ def resolve_config(explicit: dict | None = None) -> TrainConfig:
         # explicit options add to (and override) the defaults rather than replacing them all
         if key in explicit:
             if not isinstance(explicit[key], dict):
-                raise ValueError(f"{key} must be a dict, got {type(explicit[key]).__name__}")
+                raise TypeError(f"{where}: {key} must be a dict, got {kind_of(explicit[key])}")
             values[key] = {**values.get(key, {}), **explicit.pop(key)}
     values.update(explicit)
+    optimizer = values.get("optimizer", TrainConfig.optimizer)
+    if "momentum" in explicit and optimizer != "sgd":
+        raise ValueError(f"{where}: momentum (--momentum) applies to the sgd optimizer only; optimizer "
+                         f"{optimizer!r} has no momentum setting, got momentum {show(explicit['momentum'])}")
     return TrainConfig(**values).validate()

@@ -24,10 +24,9 @@ def _is_generator(value) -> bool:
 
 
 def _state_of(generator):
-    try:
-        return generator.bit_generator.state
-    except AttributeError:
-        return None
+    """NumPy's state dict, or None: CuPy's ``bit_generator.state`` is a *method* (a device pointer)."""
+    state = getattr(getattr(generator, "bit_generator", None), "state", None)
+    return state if isinstance(state, dict) else None
 
 
 def module_generators(model) -> dict:
@@ -49,6 +48,8 @@ def capture_rng_states(model) -> dict:
 
 
 def _set_state(generator, state) -> None:
+    if _state_of(generator) is None:
+        return  # a CuPy generator (a CPU checkpoint resumed on the GPU): it has no state to set
     try:
         generator.bit_generator.state = state
     except (AttributeError, TypeError, ValueError):

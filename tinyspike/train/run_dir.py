@@ -23,16 +23,60 @@ import math
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from tinyspike.checks import integer, is_integer, kind_of, real, show
 
 CHECKPOINT_FORMAT = "tinyspike-trainer-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
 class RunDirError(ValueError):
-    """The output folder cannot be used (exists with a run in it, not writable, ...)."""
+    """The output folder cannot be used (exists with a run in it, not writable, a file in it cannot
+    be written or does not belong to the run, ...)."""
+
+
+#: The files of a run folder; an atomic write of ``name`` goes through ``.<name>.<random>.tmp``.
+RUN_FILES = ("config.json", "metrics.jsonl", "last.npz", "best.npz", "curves.png")
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """The temporary files that interrupted writes (a killed process, a full disk) left in ``folder``."""
+    prefixes = tuple(f".{name}." for name in RUN_FILES)
+    found = []
+    for entry in Path(folder).iterdir():
+        name = entry.name
+        if entry.is_file() and ((name.startswith(prefixes) and name.endswith((".tmp", ".tmp.png")))
+                                or name.startswith(".write-test-")):
+            found.append(entry)
+    return sorted(found)
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Delete ``stale_temporaries(folder)``; returns their names. Only one process may use a run
+    folder at a time, so a temporary file found at start or resume belongs to a dead write."""
+    removed = []
+    for entry in stale_temporaries(folder):
+        try:
+            entry.unlink()
+            removed.append(entry.name)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+@contextmanager
+def reported_write(path: Path, consequence: str = ""):
+    """Turn an ``OSError`` of writing ``path`` (a full disk, a lost mount) into a RunDirError that
+    names the file, the reason and ``consequence`` (what is still safe on disk)."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise RunDirError(f"could not write {str(path)!r}: {reason}" + (f"; {consequence}" if consequence else "")) from err
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -73,6 +117,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.removed_temporaries: list[str] = []  # stale temporary files deleted when opened
 
     # ---- paths -----------------------------------------------------------------------------
     config_path = property(lambda self: self.path / "config.json")
@@ -91,7 +136,9 @@ class RunDir:
                 f"--resume {run.path} or choose another --out"
             )
         check_writable(run.path)
-        run.write_config(config_dict)
+        run.removed_temporaries = remove_stale_temporaries(run.path)
+        with reported_write(run.config_path):
+            run.write_config(config_dict)
         if run.metrics_path.exists():
             run.metrics_path.unlink()
         return run
@@ -100,11 +147,14 @@ class RunDir:
     def open(cls, path) -> "RunDir":
         """An existing run folder (for --resume)."""
         run = cls(path)
-        if not run.path.is_dir():
+        if not run.path.exists():
             raise RunDirError(f"run folder {str(run.path)!r} does not exist")
+        if not run.path.is_dir():
+            raise RunDirError(f"run folder {str(run.path)!r} is not a folder")
         if not run.last_path.is_file():
             raise RunDirError(f"run folder {str(run.path)!r} has no last.npz checkpoint to resume from")
         check_writable(run.path)
+        run.removed_temporaries = remove_stale_temporaries(run.path)
         return run
 
     # ---- config and metrics ------------------------------------------------------------------
@@ -112,7 +162,17 @@ class RunDir:
         atomic_write_text(self.config_path, json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
 
     def read_config(self) -> dict:
-        return json.loads(self.config_path.read_text())
+        """``config.json`` as a dict; a missing, unreadable or non-object file is a RunDirError naming it."""
+        path = self.config_path
+        if not path.is_file():
+            raise RunDirError(f"run folder {str(self.path)!r} has no config.json")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RunDirError(f"{str(path)!r} is not a readable JSON file ({type(err).__name__}: {err})") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{str(path)!r} must hold a JSON object (the run's settings), got {kind_of(data)}")
+        return data
 
     def write_metrics(self, records: list) -> None:
         text = "".join(json.dumps(_jsonable(r), sort_keys=False) + "\n" for r in records)
@@ -196,10 +256,17 @@ def read_trainer_checkpoint(path) -> dict:
         meta = json.loads(raw["trainer"])
     except json.JSONDecodeError as err:
         raise ValueError(f"{str(path)!r}: its 'trainer' entry is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{str(path)!r}: its 'trainer' entry must be a JSON object, got {kind_of(meta)}")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a tinyspike training checkpoint (format {meta.get('format')!r})")
+    if not is_integer(meta.get("version", 0)):
+        raise ValueError(f"{str(path)!r}: its checkpoint version must be an int, got {show(meta.get('version'))}")
     if meta.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"{str(path)!r} was written by a newer tinyspike (checkpoint version {meta['version']})")
+
+    _check_meta(path, meta)
+    _check_finite_arrays(path, raw)
 
     def group(name):
         value = raw.get(name, {})
@@ -211,3 +278,63 @@ def read_trainer_checkpoint(path) -> dict:
         "schedule": _join_state(group("schedule"), meta.pop("schedule_scalars", {})),
         "meta": meta,
     }
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """Every entry of a checkpoint's training state that resume and eval rely on, checked up front,
+    so that a damaged or hand-edited file fails with its name and the key, not deep inside."""
+    from tinyspike.train.config import TrainConfig
+
+    where = f"checkpoint {str(path)!r}"
+    for key in ("epoch", "config"):
+        if key not in meta:
+            raise ValueError(f"{where}: its training state has no {key!r} entry (a damaged or foreign file)")
+    epoch = integer(where, "'epoch'", meta["epoch"], 0)
+    if meta.get("epochs") is not None:
+        integer(where, "'epochs'", meta["epochs"], 1)
+    if meta.get("best_acc") is not None:
+        real(where, "'best_acc'", meta["best_acc"], 0.0, 1.0)
+    if meta.get("best_epoch") is not None:
+        integer(where, "'best_epoch'", meta["best_epoch"], 1, max(epoch, 1))
+    for key, kind in (("history", list), ("rng", dict)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise TypeError(f"{where}: its {key!r} entry must be a JSON {'array' if kind is list else 'object'}, "
+                            f"got {kind_of(meta[key])} {show(meta[key])}")
+    if not all(isinstance(record, dict) for record in meta.get("history", [])):
+        raise TypeError(f"{where}: every item of its 'history' entry must be a JSON object (one epoch's record)")
+    if not isinstance(meta["config"], dict):
+        raise TypeError(f"{where}: its 'config' entry must be a JSON object (the run's settings), got "
+                        f"{kind_of(meta['config'])} {show(meta['config'])}")
+    try:
+        TrainConfig.from_dict(meta["config"]).validate()
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{where}: its 'config' entry: {err}") from None
+
+
+def _check_finite_arrays(path: Path, raw: dict) -> None:
+    """A NaN or infinity in a checkpoint's model or optimizer arrays: refused, naming the key.
+
+    (A LIF turns a NaN input into "no spike", so a NaN network evaluates to chance accuracy and
+    trains on without any NaN loss ever showing.)
+    """
+    from tinyspike.train.finite import first_non_finite
+
+    for group in ("model", "optimizer", "schedule"):
+        arrays = raw.get(group)
+        if not isinstance(arrays, dict):
+            continue
+        named = [(key, value) for key, value in arrays.items() if isinstance(value, np.ndarray)]
+        bad = first_non_finite(named)
+        if bad is not None:
+            raise ValueError(f"checkpoint {str(path)!r}: {group}/{bad} holds NaN or infinite values (the run "
+                             "diverged or the file is damaged); it cannot be evaluated or resumed")
+
+
+def checkpoint_epoch(path: Path):
+    """The epoch recorded in a trainer checkpoint, reading only its small 'trainer' entry (None if the
+    file is missing or not a readable trainer checkpoint)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data["trainer"][()])).get("epoch")
+    except Exception:  # noqa: BLE001 - any damage means "not the checkpoint we want"
+        return None

@@ -16,8 +16,10 @@ from typing import Callable
 
 from tinyspike import backend
 from tinyspike.train.config import TrainConfig, resolve_config
-from tinyspike.train.run_dir import RunDir, RunDirError, check_writable, default_run_name, read_trainer_checkpoint
-from tinyspike.train.trainer import Trainer
+from tinyspike.train.run_dir import (
+    RUN_FILES, RunDir, RunDirError, check_writable, checkpoint_epoch, default_run_name, read_trainer_checkpoint,
+)
+from tinyspike.train.trainer import Trainer, _atomic_copy
 
 
 class ConfigError(ValueError):
@@ -202,6 +204,63 @@ def _resolve_out(out, config: TrainConfig) -> Path:
     return Path(out)
 
 
+# keys that a resume may change (--epochs, --data-dir, --backend); all others define the run
+RESUMABLE_CHANGES = ("epochs", "data_dir", "backend")
+
+
+def check_same_run(run: RunDir, checkpoint_config: TrainConfig) -> None:
+    """Refuse to resume when ``last.npz`` was written by another run than the folder's ``config.json``
+    (a copied-in checkpoint would otherwise be resumed as that run, and config.json rewritten)."""
+    try:
+        folder_config = TrainConfig.from_dict(run.read_config()).to_dict()
+    except (TypeError, ValueError) as err:
+        raise RunDirError(f"{str(run.config_path)!r}: {err}") from None
+    saved = checkpoint_config.to_dict()
+    differ = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != folder_config.get(k)]
+    if differ:
+        shown = "; ".join(f"{k} {saved[k]!r} in last.npz but {folder_config.get(k)!r} in config.json" for k in differ)
+        raise RunDirError(f"cannot resume: {str(run.last_path)!r} was written by another run than "
+                          f"{str(run.config_path)!r} describes ({shown})")
+
+
+def repair_best_checkpoint(run: RunDir, meta: dict, log) -> None:
+    """Make ``best.npz`` hold the epoch ``last.npz`` records as the best.
+
+    After a failed write (a full disk) ``last.npz`` may record epoch k as the best while ``best.npz``
+    is missing or older; when k is the epoch of ``last.npz`` itself, ``best.npz`` is rebuilt from it.
+    """
+    best_epoch = meta.get("best_epoch")
+    if best_epoch is None or checkpoint_epoch(run.best_path) == best_epoch:
+        return
+    if best_epoch == meta["epoch"]:
+        _atomic_copy(run.last_path, run.best_path)
+        log(f"note: rebuilt {run.best_path} (epoch {best_epoch}) from {run.last_path}")
+        return
+    found = "missing" if not run.best_path.exists() else f"holds epoch {checkpoint_epoch(run.best_path)!r}"
+    raise RunDirError(f"cannot resume: {str(run.last_path)!r} records epoch {best_epoch} as the best, but "
+                      f"{str(run.best_path)!r} is {found}; restore that file, or move it away with last.npz "
+                      "to start again")
+
+
+def remove_unfinished_run(run: RunDir, created_folder: bool) -> bool:
+    """After a new run failed before its first epoch finished, remove what it wrote (config.json,
+    metrics, plot) and the folder itself if the run created it, so that ``--out`` can take the same
+    folder again. Returns True when the folder is gone or empty of run files."""
+    for name in RUN_FILES:
+        try:
+            (run.path / name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+    if created_folder:
+        try:
+            run.path.rmdir()
+        except OSError:
+            pass  # something else is in it: leave it
+    return True
+
+
 def train(
     config: TrainConfig | dict | None = None,
     *,
@@ -224,10 +283,12 @@ def train(
 
     log = log or (lambda line: None)
     t0 = time.perf_counter()
+    created = False
     if resume is not None:
         run = RunDir.open(resume)
         ckpt_meta = read_trainer_checkpoint(run.last_path)["meta"]
         config = TrainConfig.from_dict(ckpt_meta["config"])
+        check_same_run(run, config)
         if epochs is not None:
             if epochs < int(ckpt_meta["epoch"]):
                 raise ConfigError(f"--epochs {epochs} is less than the {ckpt_meta['epoch']} epochs the run has done")
@@ -271,16 +332,25 @@ def train(
         label_smoothing=config.label_smoothing, grad_clip=config.grad_clip, run_dir=run,
         config=config.to_dict(), progress=progress, log=log,
     )
+    if run.removed_temporaries:
+        log(f"note: removed {len(run.removed_temporaries)} temporary file(s) of interrupted writes: "
+            + ", ".join(run.removed_temporaries))
     if resume is not None:
         meta = trainer.load(run.last_path)
         if config.epochs != meta.get("epochs"):
             trainer.config = config.to_dict()
             run.write_config(trainer.config)
+        repair_best_checkpoint(run, meta, log)
+        run.write_metrics(trainer.history)  # metrics.jsonl may lag behind last.npz after a failed write
         log(f"resumed after epoch {trainer.epoch} of {config.epochs}")
     try:
         history = trainer.fit()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(str(run.path)) from None  # the caller can say what to resume
+    except BaseException as stop:
+        removed = resume is None and not run.last_path.exists() and remove_unfinished_run(run, created)
+        if isinstance(stop, KeyboardInterrupt):  # SIGINT, or SIGTERM turned into one by the CLI
+            # the caller can say what to resume (nothing, when no epoch finished)
+            raise type(stop)(*(() if removed else (str(run.path),))) from None
+        raise
     last = history[-1] if history else {}
     return TrainResult(run.path, history, last.get("test_acc"), trainer.best_acc, trainer.best_epoch,
                        time.perf_counter() - t0)

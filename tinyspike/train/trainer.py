@@ -11,9 +11,14 @@ One epoch::
         loss.backward()
         (clip_grad_norm_)
         optimizer.step()
+        check parameters and BN statistics  # stop with NonFiniteError naming the first NaN/inf one
         (schedule.step() per iteration)
     (schedule.step() per epoch)
     evaluate on the test (or held-out) set: loss, accuracy, firing rate of every LIF layer
+
+A NaN in a weight or an input does not show in the loss (a LIF turns NaN into "no spike"), so
+the loop also checks each input batch, and every parameter and running statistic after every step
+(one reduction per array: ``tinyspike/train/finite.py``).
 
 then one record goes to ``history`` (and ``metrics.jsonl``), and ``last.npz`` (and ``best.npz``
 when the test accuracy is the best so far) are written. A run interrupted after epoch k and
@@ -40,11 +45,12 @@ from typing import Callable
 from tinyspike import backend
 from tinyspike.analysis.firing import FiringRateMonitor
 from tinyspike.autograd import no_grad
+from tinyspike.train.finite import NonFiniteError, batch_is_finite, first_non_finite_in_model
 from tinyspike.train.rng import capture_rng_states, restore_rng_states
-from tinyspike.train.run_dir import RunDir, read_trainer_checkpoint, save_trainer_checkpoint
+from tinyspike.train.run_dir import RunDir, read_trainer_checkpoint, reported_write, save_trainer_checkpoint
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
 
 
@@ -124,6 +130,8 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train from the current epoch up to ``epochs``; returns the history (one dict per epoch)."""
+        if self.epoch < self.epochs:
+            self.check_model_finite(f"before epoch {self.epoch + 1}")
         try:
             while self.epoch < self.epochs:
                 record = self.run_epoch()
@@ -172,10 +180,17 @@ class Trainer:
         self.epoch = epoch + 1
         self.history.append(dict(record))
         if self.run_dir is not None:
-            self.save(self.run_dir.last_path)
+            # last.npz first: it alone is what --resume reads. If best.npz then fails, last.npz
+            # records this epoch as the best and the resume rebuilds best.npz from it.
+            kept = f"the previous {self.run_dir.last_path.name} (epoch {epoch}) is kept" if epoch else "nothing was saved"
+            with reported_write(self.run_dir.last_path, kept):
+                self.save(self.run_dir.last_path)
+            saved = f"{self.run_dir.last_path} (epoch {epoch + 1}) is saved; --resume rewrites it"
             if improved:
-                _atomic_copy(self.run_dir.last_path, self.run_dir.best_path)
-            self.run_dir.write_metrics(self.history)
+                with reported_write(self.run_dir.best_path, saved):
+                    _atomic_copy(self.run_dir.last_path, self.run_dir.best_path)
+            with reported_write(self.run_dir.metrics_path, saved):
+                self.run_dir.write_metrics(self.history)
         return dict(record)
 
     def _forward(self, x):
@@ -201,6 +216,8 @@ class Trainer:
         )
         try:
             for b, (x, y) in enumerate(loader):
+                where = f"epoch {epoch + 1}, batch {b + 1}/{len(loader)}"
+                self.check_batch_finite(x, loader, "training", where)
                 self.optimizer.zero_grad()
                 logits = self._forward(x)
                 loss = self.loss_fn(logits, y)
@@ -216,11 +233,12 @@ class Trainer:
 
                     clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 self.optimizer.step()
+                self.check_model_finite(f"after the optimizer step of {where}")
                 if self.schedule is not None and self.schedule_per == "iteration":
                     self.schedule.step()
                 n = int(y.shape[0])
                 loss_sum += value * n
-                correct += int((logits.data.argmax(axis=1) == y).sum())
+                correct += int((logits.data.argmax(axis=1) == y).sum().item())  # .item(): explicit sync
                 seen += n
                 bar.update(1)
                 now = time.perf_counter()
@@ -250,13 +268,15 @@ class Trainer:
         if self.monitor is not None:
             self.monitor.reset()
         loss_sum, correct, seen = 0.0, 0, 0
+        self.check_model_finite("before evaluation")
         try:
             with no_grad():
-                for x, y in loader:
+                for b, (x, y) in enumerate(loader):
+                    self.check_batch_finite(x, loader, "evaluation", f"batch {b + 1}/{len(loader)}")
                     logits = self._forward(x)
                     n = int(y.shape[0])
                     loss_sum += float(self.loss_fn(logits, y).item()) * n
-                    correct += int((logits.data.argmax(axis=1) == y).sum())
+                    correct += int((logits.data.argmax(axis=1) == y).sum().item())  # .item(): explicit sync
                     seen += n
         finally:
             self.model.train(was_training)
@@ -265,6 +285,25 @@ class Trainer:
             result["firing_rate"] = _finite_or_none(self.monitor.mean_rate())
             result["firing_rates"] = {k: _finite_or_none(v) for k, v in self.monitor.rates().items()}
         return result
+
+    # ---- NaN and infinity --------------------------------------------------------------------
+    def check_model_finite(self, when: str) -> None:
+        """Raise NonFiniteError naming the first parameter or running statistic holding NaN/inf."""
+        bad = first_non_finite_in_model(self.model)
+        if bad is None:
+            return
+        kind = "parameter" if bad in dict(self.model.named_parameters()) else "buffer (running statistic)"
+        raise NonFiniteError(f"{kind} {bad!r} of the model holds NaN or infinite values {when}; "
+                             + self._kept_message())
+
+    def check_batch_finite(self, x, loader, split: str, where: str) -> None:
+        """Raise NonFiniteError, naming the dataset, when an input batch holds NaN/inf."""
+        if batch_is_finite(x):
+            return
+        dataset = getattr(loader, "dataset", None)
+        name = getattr(dataset, "description", None) or self.config.get("dataset") or type(dataset).__name__
+        raise NonFiniteError(f"the {split} data ({name}) holds NaN or infinite input values in {where}; "
+                             "check the dataset's files and transforms; " + self._kept_message())
 
     # ---- state ---------------------------------------------------------------------------------
     def current_lr(self) -> float:
@@ -303,10 +342,16 @@ class Trainer:
         """Restore the training state saved by ``save`` (model, optimizer, schedule, generators,
         epoch, best accuracy, history). Returns the checkpoint's meta."""
         ckpt = read_trainer_checkpoint(path)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.schedule is not None and ckpt["schedule"]:
-            self.schedule.load_state_dict(ckpt["schedule"])
+        # a checkpoint of another model or optimizer fails here: say which file
+        for what, target, state in (("model", self.model, ckpt["model"]), ("optimizer", self.optimizer, ckpt["optimizer"]),
+                                    ("schedule", self.schedule, ckpt["schedule"])):
+            if target is None or (what == "schedule" and not state):
+                continue
+            try:
+                target.load_state_dict(state)
+            except (KeyError, ValueError, TypeError) as err:
+                message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+                raise type(err)(f"checkpoint {str(path)!r} does not fit this run's {what}: {message}") from None
         meta = ckpt["meta"]
         restore_rng_states(self.model, meta.get("rng", {}))
         self.epoch = int(meta["epoch"])
@@ -325,6 +370,8 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())  # on disk before the rename, as save_checkpoint does
         os.chmod(tmp, 0o644)
         os.replace(tmp, dst)
     except BaseException:

@@ -141,6 +141,6 @@ def pack_binary(x):
     For spike inputs saved for backward: ``im2col`` expands bool back into floats exactly.
     """
     xp = backend.array_module_of(x)
-    if not bool(xp.all((x == 0) | (x == 1))):
+    if not xp.all((x == 0) | (x == 1)).item():  # .item(): an explicit device sync
         return None
     return x != 0
