@@ -253,7 +253,10 @@ def test_sigterm_stops_with_one_line_and_a_consistent_checkpoint(capsys, tmp_pat
     def run_epoch_then_sigterm(self):
         record = run_epoch(self)
         if self.epoch == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a scheduler's time limit
+            # as `kill PID` or a scheduler's time limit; raise_signal delivers it to this (main)
+            # thread before it returns, where os.kill may land on a helper thread and run the
+            # handler later, in the middle of epoch 2
+            signal.raise_signal(signal.SIGTERM)
         return record
 
     monkeypatch.setattr(trainer_module.Trainer, "run_epoch", run_epoch_then_sigterm)

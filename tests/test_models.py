@@ -85,7 +85,7 @@ def test_list_models_and_build_errors():
         models.build("ms_resnet18")
     with pytest.raises(TypeError, match="colour"):
         models.build("ms_resnet20", colour="red")
-    with pytest.raises(ValueError, match="dropout"):  # names the option, not the Dropout layer it would reach
+    with pytest.raises(ValueError, match=r"dropout must be a finite real number in \[0.0, 1.0\)"):  # the option, not the Dropout layer
         models.build("ms_resnet8", dropout=-0.1)
     assert models.build("ms_resnet18_imagenet", num_classes=5).fc.out_features == 5
 

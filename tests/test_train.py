@@ -236,10 +236,11 @@ def test_nan_running_statistic_is_named(tmp_path):
 
 
 def test_nan_bn_alpha_does_not_train_silently(tmp_path):
-    # refused at build time (ValueError naming bn_alpha) or by the trainer's first check (NaN parameter)
-    with pytest.raises((ValueError, RuntimeError), match="bn_alpha|NaN"):
+    # refused at build time, naming the option, before any run folder is written
+    with pytest.raises(ValueError, match="bn_alpha must be a finite real number > 0.0, got nan"):
         train({**TINY, "epochs": 1, "model_options": {"widths": [4, 8, 8], "bn_alpha": float("nan")}},
               out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 class _PoisonedLoader:
@@ -338,7 +339,7 @@ def _full_disk(monkeypatch, target_name, after=0):
     import shutil
 
     import tinyspike.nn.checkpoint as checkpoint_module
-    import tinyspike.train.trainer as trainer_module
+    import tinyspike.train.run_dir as run_dir_module
 
     counts = {"n": 0}
 
@@ -365,7 +366,7 @@ def _full_disk(monkeypatch, target_name, after=0):
         return real_copy(src, dst, **kwargs)
 
     monkeypatch.setattr(checkpoint_module.np, "savez", savez)
-    monkeypatch.setattr(trainer_module.shutil, "copyfile", copyfile)
+    monkeypatch.setattr(run_dir_module.shutil, "copyfile", copyfile)
 
 
 def _temporaries(folder):

@@ -58,10 +58,6 @@ def enable_grad():
         _grad_mode.enabled = previous
 
 
-def _is_array(value) -> bool:
-    return isinstance(value, np.ndarray) or backend.is_gpu_array(value)
-
-
 # The dtype kinds a Tensor may hold: floats, signed and unsigned integers, bools. Not objects,
 # strings, bytes, complex numbers or dates: no op here computes with those.
 TENSOR_KINDS = "fiub"
@@ -77,7 +73,7 @@ def _as_backend_array(data):
     """``Tensor(data)``'s array: arrays and NumPy scalars keep their dtype, Python floats take the default."""
     if isinstance(data, Tensor):
         raise TypeError("Tensor: data is already a Tensor: use tensor.detach() to share its array")
-    if _is_array(data):
+    if backend.is_array(data):
         check_tensor_dtype("Tensor", "data", data.dtype)
         return data if backend.array_module_of(data) is backend.xp() else backend.to_device(data)
     if isinstance(data, np.generic):  # a NumPy scalar has a dtype of its own: keep it
@@ -165,7 +161,7 @@ class Function:
         # NumPy turns 0-d results into scalars (np.float64): make them 0-d arrays again
         outputs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outputs)
         for out in outputs:
-            if not _is_array(out):
+            if not backend.is_array(out):
                 raise TypeError(f"{cls.__name__}.forward must return arrays, got {type(out).__name__}")
         if not record:
             tensors = tuple(Tensor._wrap(out) for out in outputs)
@@ -280,7 +276,7 @@ class Tensor:
     def _check_seed(self, grad):
         """``grad`` of ``backward(grad)`` as an array, checked against this tensor."""
         grad = grad.data if isinstance(grad, Tensor) else grad
-        if not _is_array(grad):
+        if not backend.is_array(grad):
             raise TypeError(
                 f"backward: grad must be a Tensor or an array, got {checks.kind_of(grad)} {checks.show(grad)}"
             )

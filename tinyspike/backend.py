@@ -89,6 +89,11 @@ def is_gpu_array(array) -> bool:
     return type(array).__module__.startswith("cupy")
 
 
+def is_array(value) -> bool:
+    """True for a NumPy or CuPy array (not a NumPy scalar, not a list, not a Tensor)."""
+    return isinstance(value, np.ndarray) or is_gpu_array(value)
+
+
 def to_numpy(array) -> np.ndarray:
     """A NumPy copy (or view, on the CPU) of any backend's array; Tensors are unwrapped."""
     # unwrap Tensors only: a CuPy array's .data is a MemoryPointer, a NumPy array's a memoryview

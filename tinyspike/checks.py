@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np  # scalar types and dtypes only: no array maths here
 
@@ -86,8 +87,11 @@ def real(where: str, name: str, value, low=None, high=None, *, low_open=False, h
     """
     if not is_real(value):
         raise TypeError(f"{where}: {name} must be a real number, got {kind_of(value)} {show(value)}")
-    number = float(value)
     what = "a finite real number" if finite else "a real number"
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range (10**400)
+        raise ValueError(f"{where}: {name} must be {what}, got an int too large for a float ({int(value).bit_length()} bits)") from None
     if math.isnan(number) or (finite and math.isinf(number)):
         bounds = "" if low is None and high is None else " " + _span(low, high, low_open, high_open)
         raise ValueError(f"{where}: {name} must be {what}{bounds}, got {number}")
@@ -128,21 +132,23 @@ def int_pair(where: str, name: str, value, low=None) -> tuple[int, int]:
     return int(values[0]), int(values[1])
 
 
-def reals(where: str, name: str, value, length=None, **bounds) -> tuple[float, ...]:
-    """A tuple or list of real numbers (of ``length`` items if given), each checked by ``real``."""
+def _sequence(where: str, name: str, value, length, items: str) -> None:
+    """``value`` must be a tuple or list (of ``length`` items if given); ``items`` names what it holds."""
     if not isinstance(value, (tuple, list)):
-        raise TypeError(f"{where}: {name} must be a tuple or list of numbers, got {kind_of(value)} {show(value)}")
+        raise TypeError(f"{where}: {name} must be a tuple or list of {items}, got {kind_of(value)} {show(value)}")
     if length is not None and len(value) != length:
         raise ValueError(f"{where}: {name} must have {length} items, got {len(value)}: {show(value)}")
+
+
+def reals(where: str, name: str, value, length=None, **bounds) -> tuple[float, ...]:
+    """A tuple or list of real numbers (of ``length`` items if given), each checked by ``real``."""
+    _sequence(where, name, value, length, "numbers")
     return tuple(real(where, f"{name}[{i}]", v, **bounds) for i, v in enumerate(value))
 
 
 def integers(where: str, name: str, value, length=None, low=None, high=None) -> tuple[int, ...]:
     """A tuple or list of ints (of ``length`` items if given), each checked by ``integer``."""
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"{where}: {name} must be a tuple or list of ints, got {kind_of(value)} {show(value)}")
-    if length is not None and len(value) != length:
-        raise ValueError(f"{where}: {name} must have {length} items, got {len(value)}: {show(value)}")
+    _sequence(where, name, value, length, "ints")
     return tuple(integer(where, f"{name}[{i}]", v, low, high) for i, v in enumerate(value))
 
 
@@ -163,6 +169,8 @@ def boolean_or(where: str, name: str, value, options):
 def float_dtype(where: str, name: str, dtype) -> np.dtype:
     """A computing dtype: float32 or float64 (float16 and integers have no kernels)."""
     try:
+        if dtype is None:  # np.dtype(None) is float64: a missing dtype must not pass as one
+            raise TypeError
         resolved = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{where}: {name} must be float32 or float64, got {show(dtype)}") from None
@@ -178,3 +186,12 @@ def numpy_generator(where: str, name: str, value) -> np.random.Generator:
             value, np.random.RandomState) else ""
         raise TypeError(f"{where}: {name} must be a numpy.random.Generator{hint}, got {kind_of(value)}")
     return value
+
+
+def path(where: str, name: str, value) -> str:
+    """A ``str`` or ``os.PathLike`` naming a file, as a ``str``: ``os.fspath(None)`` would say
+    "expected str, bytes or os.PathLike object", naming neither the function nor the argument."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
+        raise TypeError(f"{where}: {name} must be a path (a non-empty str or os.PathLike), got "
+                        f"{kind_of(value)} {show(value)}")
+    return os.fspath(value)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from tinyspike import backend, checks
-from tinyspike.autograd import Function, Tensor, _is_array, check_tensor_dtype
+from tinyspike.autograd import Function, Tensor, check_tensor_dtype
 
 
 def unbroadcast(grad, shape):
@@ -55,7 +55,7 @@ def _array_arg(op: str, name: str, value):
     """The array of a Tensor (or array) operand; a TypeError naming ``op`` and ``name`` otherwise."""
     if isinstance(value, Tensor):
         return value.data
-    if _is_array(value):
+    if backend.is_array(value):
         check_tensor_dtype(op, name, value.dtype)
         return value
     raise TypeError(f"{op}: {name} must be a Tensor or an array, got {_got(value)}")
@@ -116,8 +116,8 @@ def broadcast_shape(op: str, shape_a, shape_b, names=("a", "b")) -> tuple:
 
 def _operands(op: str, a, b):
     """A binary op's operands as arrays of one dtype and backend: a number takes the other side's dtype."""
-    a_num = not isinstance(a, Tensor) and not _is_array(a)
-    b_num = not isinstance(b, Tensor) and not _is_array(b)
+    a_num = not isinstance(a, Tensor) and not backend.is_array(a)
+    b_num = not isinstance(b, Tensor) and not backend.is_array(b)
     for name, value, is_number in (("a", a, a_num), ("b", b, b_num)):
         if is_number and not checks.is_real(value):
             raise TypeError(
@@ -162,7 +162,7 @@ def _elementwise(op: str, a, b):
 
 def comparison_operand(op: str, tensor, other):
     """``other`` of ``tensor > other`` (and <, >=, <=) as an array or number, checked."""
-    if isinstance(other, Tensor) or _is_array(other):
+    if isinstance(other, Tensor) or backend.is_array(other):
         other_arr = _array_arg(op, "other", other)
         _same_backend(op, tensor.data, other_arr, ("the tensor", "other"))
         broadcast_shape(op, tensor.shape, other_arr.shape, ("the tensor", "other"))
@@ -567,7 +567,7 @@ def pow(a, exponent):
     """a ** exponent for a constant real exponent (a Python or NumPy number, finite)."""
     data = _array_arg("pow", "a", a)
     _not_bool("pow", "a", data)
-    if isinstance(exponent, Tensor) or _is_array(exponent):
+    if isinstance(exponent, Tensor) or backend.is_array(exponent):
         raise TypeError("pow: exponent must be a constant number; use exp(b * log(a)) for a tensor exponent")
     if checks.is_integer(exponent):
         exponent = int(exponent)  # a Python int keeps a's dtype (a NumPy int64 would promote int32)
@@ -684,9 +684,9 @@ def _index_part(part, xp):
         part = xp.asarray(part)
     elif isinstance(part, Tensor):
         part = part.data
-    if _is_array(part) and part.dtype.kind in "iub":
+    if backend.is_array(part) and part.dtype.kind in "iub":
         return part
-    what = f"array of dtype {part.dtype}" if _is_array(part) else f"{checks.kind_of(part)} {checks.show(part)}"
+    what = f"array of dtype {part.dtype}" if backend.is_array(part) else f"{checks.kind_of(part)} {checks.show(part)}"
     raise TypeError(
         f"getitem: index entries must be ints, slices, None, ..., or int/bool arrays (lists, Tensors), got {what}"
     )

@@ -2,7 +2,8 @@
 
 Outcomes (the vocabulary of the project's bad-input audits):
 
-- ``clear``: a ``TypeError`` or ``ValueError`` (or a subclass) whose message names the argument
+- ``clear``: a ``TypeError`` or ``ValueError`` (or a subclass) whose message names the argument (as a
+  whole word: ``p`` inside ``dropout`` does not count)
   (or, for a file, the file's name);
 - ``unclear``: any other exception, or one whose message names none of the expected words;
 - ``silent``: no exception at all: the bad value was accepted;
@@ -19,10 +20,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Callable, Iterable
 
 OUTCOMES = ("clear", "unclear", "silent", "crash")
 CLEAR_ERRORS = (TypeError, ValueError)
+
+
+def _names(name: str, message: str) -> bool:
+    """Whether ``message`` contains ``name`` as a whole word: ``"p"`` must not be found in
+    ``"dropout"`` nor ``"lr"`` in ``"already"``, or a message about anything would pass."""
+    before = r"(?<!\w)" if re.match(r"\w", name) else ""
+    after = r"(?!\w)" if re.match(r"\w", name[-1:]) else ""
+    return re.search(before + re.escape(name) + after, message) is not None
 
 
 def classify(call: Callable[[], object], names: Iterable[str]) -> tuple[str, str]:
@@ -34,7 +44,7 @@ def classify(call: Callable[[], object], names: Iterable[str]) -> tuple[str, str
         return "crash", f"{type(err).__name__}: {err}"
     except CLEAR_ERRORS as err:
         message = str(err)
-        if any(name in message for name in names):
+        if any(_names(name, message) for name in names):
             return "clear", f"{type(err).__name__}: {message}"
         return "unclear", f"{type(err).__name__} naming none of {names}: {message}"
     except Exception as err:  # noqa: BLE001 - classifying every other error is the point

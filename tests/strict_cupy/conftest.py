@@ -26,3 +26,13 @@ def strict_cupy():
         fake_cupy.uninstall(previous)
         backend.use("numpy")
         backend.set_default_dtype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend_after_each_test():
+    """Tests here switch to the stand-in with ``backend.use("cupy")``; a test that fails half-way
+    must not leave the next one (in this module or after it) on the stand-in or in float64."""
+    dtype = backend.default_dtype()
+    yield
+    backend.use("numpy")
+    backend.set_default_dtype(dtype)

@@ -35,7 +35,7 @@ import numpy as np
 
 from tinyspike import checks
 from tinyspike.data.download import default_cache_dir
-from tinyspike.data.events import _EXACT_LIMIT, frames_from_files, output_size
+from tinyspike.data.events import check_frame_dtype, frames_from_files, output_size
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,6 @@ _PARAMS_KEY = "__params__"
 # short reads (EOFError, OSError).
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, struct.error, zipfile.BadZipFile, zlib.error,
                NotImplementedError)
-
-#: The dtypes frames can be built in: those ``to_frames`` fills exactly.
-FRAME_DTYPES = tuple(sorted(str(d) for d in _EXACT_LIMIT))
-
-
-def check_frame_dtype(where: str, dtype) -> np.dtype:
-    """``dtype`` as a ``np.dtype`` that event frames can be built in (``FRAME_DTYPES``)."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if isinstance(dtype, bool) or resolved is None or resolved not in _EXACT_LIMIT:
-        raise TypeError(f"{where}: dtype must be one of {list(FRAME_DTYPES)}, got {checks.show(dtype)}")
-    return resolved
-
 
 def _check_json_value(value, where: str) -> None:
     # Only plain JSON types: str() of an arbitrary object (an ndarray, a Path) may not change

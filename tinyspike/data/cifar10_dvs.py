@@ -67,10 +67,10 @@ import numpy as np
 
 from tinyspike import checks
 from tinyspike.data.aedat import DVS128_SIZE, ON_DECREASE, SPECIAL, read_aedat2
-from tinyspike.data.cache import cached_frames, check_frame_dtype, file_fingerprints
+from tinyspike.data.cache import cached_frames, file_fingerprints
 from tinyspike.data.dataset import ArrayDataset, check_path
 from tinyspike.data.download import default_cache_dir, download_url, safe_extract
-from tinyspike.data.events import output_size
+from tinyspike.data.events import check_frame_dtype, output_size
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 RECORDINGS_PER_CLASS = 1000

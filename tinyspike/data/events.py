@@ -61,7 +61,7 @@ EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 SPLIT_BY = ("number", "time", "time_spikingjelly")
 
 # float32 represents every integer up to 2**24 exactly; beyond that counts would round.
-_EXACT_LIMIT = {
+EXACT_LIMIT = {
     np.dtype(np.float32): 2**24,
     np.dtype(np.float64): 2**53,
     np.dtype(np.uint8): 2**8 - 1,
@@ -71,6 +71,20 @@ _EXACT_LIMIT = {
     np.dtype(np.int32): 2**31 - 1,
     np.dtype(np.int64): 2**63 - 1,
 }
+
+#: The dtypes frames can be built in: those ``to_frames`` fills exactly.
+FRAME_DTYPES = tuple(sorted(str(d) for d in EXACT_LIMIT))
+
+
+def check_frame_dtype(where: str, dtype) -> np.dtype:
+    """``dtype`` as a ``np.dtype`` that event frames can be built in (``FRAME_DTYPES``)."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if isinstance(dtype, bool) or resolved is None or resolved not in EXACT_LIMIT:
+        raise TypeError(f"{where}: dtype must be one of {list(FRAME_DTYPES)}, got {checks.show(dtype)}")
+    return resolved
 
 
 def _where(source) -> str:
@@ -255,9 +269,7 @@ def to_frames(
     ValueError says so instead of wrapping around.
     """
     check_frame_args(T, split_by, "to_frames")
-    dtype = np.dtype(dtype)
-    if dtype not in _EXACT_LIMIT:
-        raise TypeError(f"dtype must be one of {sorted(str(d) for d in _EXACT_LIMIT)}, got {dtype}")
+    dtype = check_frame_dtype("to_frames", dtype)
     check_events(events, sensor_size, source=source)
     H, W = _check_size(sensor_size)
     Ht, Wt = _target_size(size, (H, W))
@@ -273,7 +285,7 @@ def to_frames(
     # summed correctly (unlike fancy-index +=) and it is ~50x faster than np.add.at.
     flat = ((frame * 2 + events["p"]) * Ht + y) * Wt + x
     counts = np.bincount(flat, minlength=T * 2 * Ht * Wt)
-    if counts.size and counts.max() > _EXACT_LIMIT[dtype]:
+    if counts.size and counts.max() > EXACT_LIMIT[dtype]:
         raise ValueError(
             f"{_where(source)}a pixel collected {counts.max()} events in one frame, more than "
             f"dtype {dtype} holds exactly; use a wider dtype"

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyspike import checks
-from tinyspike.data.cache import atomic_write_bytes, cached_frames, check_frame_dtype, file_fingerprints
+from tinyspike.data.cache import atomic_write_bytes, cached_frames, file_fingerprints
 from tinyspike.data.dataset import ArrayDataset, check_path, read_text_lines
-from tinyspike.data.events import EVENT_DTYPE, SPLIT_BY, check_events, check_frame_args, output_size
+from tinyspike.data.events import EVENT_DTYPE, SPLIT_BY, check_events, check_frame_args, check_frame_dtype, output_size
 
 NMNIST_SIZE = (34, 34)  # (H, W)
 CLASSES = tuple(str(d) for d in range(10))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyspike import backend, checks
-from tinyspike.autograd import Tensor, _is_array
+from tinyspike.autograd import Tensor
 
 
 def array_of(value):
@@ -26,7 +26,7 @@ def array_of(value):
 
 def is_array_like(value) -> bool:
     """A Tensor, a NumPy array or a CuPy array (not a list, not a NumPy scalar)."""
-    return isinstance(value, Tensor) or _is_array(value)
+    return isinstance(value, Tensor) or backend.is_array(value)
 
 
 def tensor_arg(fn: str, name: str, value, ndims=None, floating=True):

@@ -116,7 +116,8 @@ def cross_entropy(logits, target, label_smoothing=0.0, reduction="mean"):
     if n == 0 or k == 0:
         raise ValueError(f"{fn}: logits must have at least one sample and one class, got shape {tuple(z.shape)}")
     _checks.same_backend(fn, "target", t, "logits", z)
-    low, high = int(t.min().item()), int(t.max().item())  # .item(): one explicit sync each
+    bounds = backend.array_module_of(t).stack([t.min(), t.max()])
+    low, high = (int(v) for v in backend.to_numpy(bounds))  # one host-device synchronisation for both
     if low < 0 or high >= k:
         raise ValueError(f"{fn}: target values must be in [0, {k}) for {k} classes, got values in [{low}, {high}]")
     label_smoothing = checks.real(fn, "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)

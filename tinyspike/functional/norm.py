@@ -142,17 +142,20 @@ def _check_running_stats(running_mean, running_var) -> None:
     """Evaluation normalises with the running statistics: they must be finite, the variance >= 0.
 
     A negative variance would make √(σ² + ε) NaN for every value of its channel. One pass over two
-    [C] vectors per call, outside the kernels.
+    [C] vectors per call, outside the kernels, and one host-device synchronisation (``.item()``)
+    for both; which buffer is bad is found only when one is.
     """
     xp = backend.array_module_of(running_mean)
-    if not xp.isfinite(running_mean).all().item():  # .item(): explicit device syncs
+    mean_ok = xp.isfinite(running_mean).all()
+    if (mean_ok & (xp.isfinite(running_var) & (running_var >= 0)).all()).item():
+        return
+    if not mean_ok.item():
         raise ValueError(
             f"{_FN}: running_mean must be finite in evaluation mode, got {_first_bad(running_mean, False)}"
         )
-    if not (xp.isfinite(running_var) & (running_var >= 0)).all().item():
-        raise ValueError(
-            f"{_FN}: running_var must be finite and >= 0 in evaluation mode, got {_first_bad(running_var, True)}"
-        )
+    raise ValueError(
+        f"{_FN}: running_var must be finite and >= 0 in evaluation mode, got {_first_bad(running_var, True)}"
+    )
 
 
 def _first_bad(buffer, negative_is_bad: bool) -> str:

@@ -91,8 +91,8 @@ class ResidualBlock(nn.Module):
     """Shared construction: conv1 (3×3, stride), conv2 (3×3), bn1, bn2, lif1, lif2, shortcut.
 
     Subclasses set ``stream`` (what flows between blocks), ``zero_init_auto`` (whether "auto"
-    zeroes bn2's γ: only where bn2 feeds the addition and no LIF follows it), ``bn1_on_input`` (SR-B normalises the input, so bn1 has C_in channels) and
-    ``has_shortcut``, and write ``forward``.
+    zeroes bn2's γ: only where bn2 feeds the addition and no LIF follows it), ``bn1_on_input``
+    (SR-B normalises the input, so bn1 has C_in channels) and ``has_shortcut``, and write ``forward``.
     """
 
     stream = REAL

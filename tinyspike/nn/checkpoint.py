@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.nn.module import Module
 
 MODEL_PREFIX = "model/"
@@ -57,7 +57,7 @@ def save_checkpoint(path, model: Module, **extras) -> None:
     """Write ``model``'s state and ``extras`` to ``path`` (.npz, atomically; see the module docstring)."""
     if not isinstance(model, Module):
         raise TypeError(f"save_checkpoint: model must be a Module, got {type(model).__name__}")
-    path = os.fspath(path)
+    path = checks.path("save_checkpoint", "path", path)
     arrays = {MODEL_PREFIX + k: v for k, v in model.to_numpy_state().items()}
     arrays.update(flatten_extras(extras))
     directory = os.path.dirname(os.path.abspath(path))
@@ -83,7 +83,7 @@ def _from_array(array: np.ndarray):
 
 def read_checkpoint(path) -> dict:
     """Read a checkpoint without a model: ``{"model": {name: array}, key: value, key: {name: value}}``."""
-    path = os.fspath(path)
+    path = checks.path("read_checkpoint", "path", path)
     try:
         with np.load(path, allow_pickle=False) as data:
             raw = {key: data[key] for key in data.files}

@@ -12,6 +12,7 @@ import math
 
 from tinyspike import backend, checks
 from tinyspike import functional as F
+from tinyspike.autograd import is_grad_enabled
 from tinyspike.functional import surrogate as _surrogates
 from tinyspike.nn import init
 from tinyspike.nn.module import Module, Parameter
@@ -56,7 +57,8 @@ class Conv2d(Module):
 
     ``binary_input``: whether the input is spikes (0/1), which lets the conv keep it for
     backward as bool (1 byte instead of 4). "auto" (default) trusts the mark a ``LIF`` layer puts
-    on its output (``tensor.is_binary``); True/False force it.
+    on its output (``tensor.is_binary``) when a weight gradient is recorded; True/False force it
+    (True is checked on every call, see ``functional.conv2d``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False, generator=None,
@@ -78,7 +80,13 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        binary = getattr(x, "is_binary", False) if self.binary_input == "auto" else self.binary_input
+        if self.binary_input == "auto":
+            # The bool copy is only for dW. Without a weight gradient (evaluation, no_grad) a LIF's
+            # spikes need no copy and no check of the promise: that would be a pass over x and, on
+            # CuPy, a device-host synchronisation per layer for an unchanged result.
+            binary = getattr(x, "is_binary", False) and is_grad_enabled() and self.weight.requires_grad
+        else:
+            binary = self.binary_input
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, binary_input=binary)
 
     def extra_repr(self):

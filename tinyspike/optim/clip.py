@@ -13,7 +13,7 @@ import math
 
 from tinyspike import backend, checks
 from tinyspike.autograd import Tensor
-from tinyspike.optim.optimizer import _as_list
+from tinyspike.optim.optimizer import parameter_list
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
@@ -23,7 +23,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     Parameters without a gradient are skipped. With ``error_if_nonfinite``, a NaN/inf norm raises.
     """
     where = "clip_grad_norm_"
-    parameters = _as_list(where, "parameters", parameters)
+    parameters = parameter_list(where, "parameters", parameters)
     for p in parameters:
         if not isinstance(p, Tensor):
             raise TypeError(f"{where}: parameters must be Tensors (model.parameters()), got a {checks.kind_of(p)}")
@@ -33,15 +33,17 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
+    # One norm per parameter on the device, stacked, then one host-device synchronisation per call
+    # (not one per parameter).
+    xp = backend.array_module_of(grads[0])
     if math.isinf(norm_type):
-        total = max(float(abs(g).max().item()) for g in grads)  # .item(): explicit syncs
+        total = float(xp.stack([abs(g).max().astype(xp.float64) for g in grads]).max().item())
+    elif norm_type == 2:
+        norms = xp.stack([xp.linalg.norm(g.reshape(-1)).astype(xp.float64) for g in grads])  # BLAS nrm2: no overflow
+        total = float(xp.linalg.norm(norms).item())
     else:
-        xp = backend.array_module_of(grads[0])
-        if norm_type == 2:
-            parts = [float(xp.linalg.norm(g.reshape(-1)).item()) ** 2 for g in grads]  # BLAS nrm2: no overflow
-        else:
-            parts = [float((abs(g.astype(xp.float64)) ** norm_type).sum().item()) for g in grads]
-        total = math.fsum(parts) ** (1.0 / norm_type)
+        parts = xp.stack([(abs(g.astype(xp.float64)) ** norm_type).sum() for g in grads])
+        total = math.fsum(backend.to_numpy(parts).tolist()) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise FloatingPointError(f"clip_grad_norm_: the total gradient norm is {total}")
     scale = max_norm / (total + 1e-6)

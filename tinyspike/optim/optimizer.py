@@ -28,7 +28,7 @@ from tinyspike.autograd import Tensor, no_grad
 from tinyspike.nn.module import Module, check_state_value
 
 
-def _as_list(where: str, name: str, params) -> list:
+def parameter_list(where: str, name: str, params) -> list:
     """Parameters (or groups) as a list: one Tensor, or any iterable of them; a Module is refused."""
     if isinstance(params, Tensor):
         return [params]
@@ -47,7 +47,7 @@ class Optimizer:
     def __init__(self, params, defaults: dict):
         name = type(self).__name__
         self.defaults = dict(defaults)
-        params = _as_list(name, "params", params)
+        params = parameter_list(name, "params", params)
         if not params:
             raise ValueError(f"{name}: params is empty; pass model.parameters() or a list of groups")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
@@ -56,7 +56,7 @@ class Optimizer:
         for index, group in enumerate(groups):
             if not isinstance(group, dict) or "params" not in group:
                 raise TypeError(f"{name}: params must be Parameters or dicts with a 'params' key (group {index})")
-            members = _as_list(name, f"group {index} params", group["params"])
+            members = parameter_list(name, f"group {index} params", group["params"])
             for p in members:
                 if not isinstance(p, Tensor) or not p.requires_grad or not p.is_leaf:
                     raise TypeError(f"{name}: group {index} holds a {checks.kind_of(p)}, not a trainable leaf Tensor")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -79,20 +80,32 @@ def reported_write(path: Path, consequence: str = ""):
         raise RunDirError(f"could not write {str(path)!r}: {reason}" + (f"; {consequence}" if consequence else "")) from err
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _replace_atomically(path: Path, write) -> None:
+    """``write(tmp)`` fills a temporary file beside ``path``; it is put on disk (fsync) and renamed
+    over ``path``, so a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    _replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy the file ``src`` to ``dst`` atomically (``best.npz`` from ``last.npz``)."""
+    _replace_atomically(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def default_run_name(dataset: str, model: str) -> str:

@@ -17,9 +17,10 @@ from typing import Callable
 from tinyspike import backend
 from tinyspike.train.config import TrainConfig, resolve_config
 from tinyspike.train.run_dir import (
-    RUN_FILES, RunDir, RunDirError, check_writable, checkpoint_epoch, default_run_name, read_trainer_checkpoint,
+    RUN_FILES, RunDir, RunDirError, atomic_copy, check_writable, checkpoint_epoch, default_run_name,
+    read_trainer_checkpoint,
 )
-from tinyspike.train.trainer import Trainer, _atomic_copy
+from tinyspike.train.trainer import Trainer
 
 
 class ConfigError(ValueError):
@@ -233,7 +234,7 @@ def repair_best_checkpoint(run: RunDir, meta: dict, log) -> None:
     if best_epoch is None or checkpoint_epoch(run.best_path) == best_epoch:
         return
     if best_epoch == meta["epoch"]:
-        _atomic_copy(run.last_path, run.best_path)
+        atomic_copy(run.last_path, run.best_path)
         log(f"note: rebuilt {run.best_path} (epoch {best_epoch}) from {run.last_path}")
         return
     found = "missing" if not run.best_path.exists() else f"holds epoch {checkpoint_epoch(run.best_path)!r}"

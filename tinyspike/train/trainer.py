@@ -34,20 +34,18 @@ caller owns.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Callable
 
-from tinyspike import backend
+from tinyspike import backend, checks
 from tinyspike.analysis.firing import FiringRateMonitor
 from tinyspike.autograd import no_grad
 from tinyspike.train.finite import NonFiniteError, batch_is_finite, first_non_finite_in_model
 from tinyspike.train.rng import capture_rng_states, restore_rng_states
-from tinyspike.train.run_dir import RunDir, read_trainer_checkpoint, reported_write, save_trainer_checkpoint
+from tinyspike.train.run_dir import (
+    RunDir, atomic_copy, read_trainer_checkpoint, reported_write, save_trainer_checkpoint,
+)
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -96,10 +94,14 @@ class Trainer:
         plot: bool = True,
         monitor_firing: bool = True,
     ):
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-        if schedule_per not in ("epoch", "iteration"):
-            raise ValueError(f"schedule_per must be 'epoch' or 'iteration', got {schedule_per!r}")
+        epochs = checks.integer("Trainer", "epochs", epochs, low=1)
+        time_steps = checks.optional_integer("Trainer", "time_steps", time_steps, low=1)
+        schedule_per = checks.choice("Trainer", "schedule_per", schedule_per, ("epoch", "iteration"))
+        label_smoothing = checks.real("Trainer", "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+        if grad_clip is not None:
+            grad_clip = checks.real("Trainer", "grad_clip", grad_clip, low=0.0, low_open=True)
+        progress, plot = checks.boolean("Trainer", "progress", progress), checks.boolean("Trainer", "plot", plot)
+        monitor_firing = checks.boolean("Trainer", "monitor_firing", monitor_firing)
         if loss_fn is None:
             from tinyspike.functional.loss import cross_entropy
 
@@ -188,7 +190,7 @@ class Trainer:
             saved = f"{self.run_dir.last_path} (epoch {epoch + 1}) is saved; --resume rewrites it"
             if improved:
                 with reported_write(self.run_dir.best_path, saved):
-                    _atomic_copy(self.run_dir.last_path, self.run_dir.best_path)
+                    atomic_copy(self.run_dir.last_path, self.run_dir.best_path)
             with reported_write(self.run_dir.metrics_path, saved):
                 self.run_dir.write_metrics(self.history)
         return dict(record)
@@ -363,21 +365,6 @@ class Trainer:
 
 def _finite_or_none(v):
     return float(v) if v is not None and math.isfinite(v) else None
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())  # on disk before the rename, as save_checkpoint does
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def format_record(r: dict, epochs: int | None = None) -> str:
