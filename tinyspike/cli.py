@@ -2,6 +2,7 @@
 
     tinyspike train [options]        train (no options: a small MS-ResNet on the built-in digits)
     tinyspike eval CHECKPOINT        accuracy, firing rates, SyOPs and energy of a trained model
+    tinyspike analyze NAME ...       the paper's analyses and studies (tinyspike.analysis.commands)
     tinyspike info                   versions, backend, BLAS, Numba, CuPy/GPU and a tiny self-test
 
 A user error (unknown name, impossible combination, missing data, unwritable folder, NaN loss
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tinyspike import __version__
 
     parser.add_argument("--version", action="version", version=f"tinyspike {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,analyze,info}")
 
     t = sub.add_parser(
         "train", help="train a network", epilog=_train_epilog(),
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", help="numpy or cupy (default: the backend of the run)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
+    from tinyspike.analysis.commands import add_analyze_parser  # all of `analyze` lives there
+
+    add_analyze_parser(sub)
     sub.add_parser("info", help="versions, backend, BLAS, Numba, CuPy/GPU and a tiny self-test")
     return parser
 
@@ -530,7 +534,9 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
-    commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}
+    from tinyspike.analysis.commands import cmd_analyze
+
+    commands = {"train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "info": cmd_info}
     debug = os.environ.get("TINYSPIKE_DEBUG", "") not in ("", "0")
     try:
         return commands[args.command](args)

@@ -1,0 +1,366 @@
+"""Gradient norms at the input of every residual block: the paper's block dynamical isometry.
+
+Hu et al. (Prop. 1) argue that an MS block passes the gradient back nearly unchanged: with x_l the
+stream entering block l (x_L the stream entering the head), the ratio
+
+    ρ_l = ‖∂L/∂x_l‖ / ‖∂L/∂x_{l+1}‖          (block l's backward gain)
+
+stays close to 1 through an MS-ResNet, where a vanilla spiking ResNet, whose LIF after the add
+cuts the identity path, lets it drift. ``block_gradient_norms`` measures the norms exactly: a
+forward hook on each block calls ``retain_grad()`` on the block's input (and on the last block's
+output, the head's input), one backward of the cross-entropy fills their ``.grad``, and the L2
+norm is taken over the whole tensor [T, B, C, H, W]. Because a block's input feeds both its
+branch and its shortcut, its ``.grad`` is the sum over both paths, which is ∂L/∂x_l itself.
+
+A *block* is every ``ResidualBlock`` of the model in forward order (for PlainNet: its LIF(BN(Conv))
+pairs, which have no shortcut). A *stage change* is a block whose stride is not 1 or whose width
+changes: there the tensor changes shape, so its ratio mixes the block's gain with the change of
+size, and the plot marks it.
+
+Batch statistics: by default the norms are measured as in training, with batch norm using the
+batch's own statistics (dropout off, so that the number does not depend on a random mask). The
+running statistics, every module's train/eval mode and every parameter's ``.grad`` are restored
+afterwards: measuring changes nothing in the model.
+
+Memory: the backward keeps every activation of the batch, like a training step: for
+MS-ResNet-482 on 32×32 inputs at T = 6 that is roughly 0.45 GB per sample in float32, so use a
+batch of 2-4 there.
+
+Also here: the small helpers that every analysis of this package shares (the model's blocks,
+their stage changes, writing ``<name>.png`` and ``<name>.json`` atomically).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyspike import backend, checks
+
+NAME = "grad-norms"
+
+
+# ---- shared helpers of the analyses ---------------------------------------------------------------
+def residual_blocks(model, where: str) -> list[tuple[str, object]]:
+    """``(name, block)`` of every ``ResidualBlock`` of ``model`` in registration (= forward) order.
+
+    ValueError naming ``model`` when there is none: a block-wise analysis has nothing to look at.
+    """
+    from tinyspike.models.blocks import ResidualBlock
+
+    if not hasattr(model, "named_modules"):
+        raise TypeError(f"{where}: model must be a tinyspike Module, got {checks.kind_of(model)}")
+    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, ResidualBlock)]
+    if not blocks:
+        raise ValueError(f"{where}: model has no residual blocks (ResidualBlock modules); "
+                         f"got a {type(model).__name__}")
+    return blocks
+
+
+def stage_changes(blocks) -> list[int]:
+    """Indices of the blocks that change the tensor's shape (stride ≠ 1 or a new width)."""
+    return [i for i, (_, b) in enumerate(blocks) if b.stride != 1 or b.in_channels != b.out_channels]
+
+
+def check_batches(where: str, batch_size, batches) -> tuple[int, int]:
+    return (checks.integer(where, "batch_size", batch_size, low=1),
+            checks.integer(where, "batches", batches, low=1))
+
+
+def check_out_dir(where: str, out_dir) -> Path:
+    if not isinstance(out_dir, (str, Path)):
+        raise TypeError(f"{where}: out_dir must be a folder path (str or Path), got {checks.kind_of(out_dir)} "
+                        f"{checks.show(out_dir)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def check_compare(where: str, compare) -> list[str]:
+    """None or a list of model names (checked against the zoo before anything is computed)."""
+    from tinyspike.models.registry import check_model_name
+
+    if compare is None:
+        return []
+    if isinstance(compare, str) or not isinstance(compare, (list, tuple)):
+        raise TypeError(f"{where}: compare must be a list of model names or None, got {checks.kind_of(compare)} "
+                        f"{checks.show(compare)}")
+    for i, name in enumerate(compare):
+        if not isinstance(name, str):
+            raise TypeError(f"{where}: compare[{i}] must be a model name (str), got {checks.kind_of(name)} "
+                            f"{checks.show(name)}")
+        try:
+            check_model_name(name)
+        except ValueError as err:
+            raise ValueError(f"{where}: compare[{i}]: {err}") from None
+    return list(compare)
+
+
+def compare_source(source, model_name: str):
+    """A freshly initialised ``model_name`` for the source's dataset, with the source's T, seed and
+    model options (e.g. ``widths``), built as ``AnalysisSource.from_model`` builds any model."""
+    config = getattr(source, "config", None)
+    model_opts = dict(getattr(config, "model_options", None) or {})
+    data_dir = getattr(config, "data_dir", None)
+    data_opts = dict(getattr(config, "dataset_options", None) or {})
+    return type(source).from_model(model_name, source.dataset_name, data_dir=data_dir, model_opts=model_opts,
+                                   data_opts=data_opts, seed=getattr(source, "seed", 0),
+                                   time_steps=source.time_steps)
+
+
+def take_batches(source, batch_size: int, batches: int) -> list:
+    """The first ``batches`` test batches of the source as a list (every model sees the same ones)."""
+    taken = list(source.batches("test", batch_size=batch_size, limit=batches))
+    if not taken:
+        raise ValueError(f"the test split of {source.dataset_name!r} yielded no batches")
+    return taken
+
+
+def json_safe(value):
+    """NaN/inf become None (JSON has no NaN), tuples lists, NumPy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_outputs(out_dir: Path, name: str, figure, data: dict) -> dict:
+    """Write ``<out_dir>/<name>.png`` and ``<out_dir>/<name>.json`` atomically; return the JSON dict."""
+    from tinyspike.data.cache import atomic_write_bytes
+    from tinyspike.train.run_dir import atomic_write_text
+
+    data = json_safe(data)
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    atomic_write_bytes(out_dir / f"{name}.png", png.getvalue())
+    atomic_write_text(out_dir / f"{name}.json", json.dumps(data, indent=1, allow_nan=False) + "\n")
+    return data
+
+
+def new_figure(width: float, height: float):
+    """A Matplotlib figure on the Agg canvas (no pyplot state, no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+class model_state_kept:
+    """Context manager: run the model in training mode with dropout off (batch statistics, no random
+    mask) or in evaluation mode, and restore modes, BN running statistics and parameter grads after."""
+
+    def __init__(self, model, batch_statistics: bool):
+        self.model, self.batch_statistics = model, batch_statistics
+
+    def __enter__(self):
+        model = self.model
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.buffers = [(b, b.copy()) for _, b in model.named_buffers()]
+        self.grads = [(p, p.grad) for p in model.parameters()]
+        for p in model.parameters():
+            p.grad = None
+        model.train(self.batch_statistics)
+        if self.batch_statistics:
+            from tinyspike.nn import Dropout
+
+            for m in model.modules():
+                if isinstance(m, Dropout):
+                    m.eval()
+        return model
+
+    def __exit__(self, *exc):
+        for module, mode in self.modes:
+            object.__setattr__(module, "training", mode)
+        for buffer, saved in self.buffers:
+            buffer[...] = saved
+        for p, grad in self.grads:
+            p.grad = grad
+        return False
+
+
+# ---- compute ---------------------------------------------------------------------------------------
+@dataclass
+class GradNormResult:
+    """Gradient norms at positions 0..L (inputs of blocks 0..L-1, then the head's input).
+
+    ``norms[i]``: ‖∂L/∂x_i‖₂ over the whole tensor, averaged over the batches (L = mean
+    cross-entropy of a batch). ``per_sample_norms[i]``: B·‖∂L/∂x_i[:, b]‖₂ averaged over the
+    samples b, i.e. the norm of one sample's own loss gradient (exact without batch statistics;
+    with them the samples of a batch interact). ``ratios[l] = norms[l] / norms[l + 1]`` (NaN where
+    the denominator is 0). ``stage_changes``: block indices whose ratio crosses a change of shape.
+    """
+
+    model: str
+    positions: list
+    shapes: list
+    norms: list
+    per_sample_norms: list
+    ratios: list
+    stage_changes: list
+    loss: float
+    batch_statistics: bool
+    batches: int
+    extra: dict = field(default_factory=dict)
+
+    def within_stage_ratios(self) -> list:
+        return [r for i, r in enumerate(self.ratios) if i not in self.stage_changes]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _norm(array) -> float:
+    xp = backend.array_module_of(array)
+    return float(xp.sqrt(xp.sum(array.astype(np.float64) ** 2)).item())
+
+
+def _per_sample_norm(array) -> float:
+    """B · mean over b of ‖g[:, b]‖ for a gradient g of shape [T, B, ...]."""
+    xp = backend.array_module_of(array)
+    g = array.astype(np.float64)
+    per_sample = xp.sqrt(xp.sum(g.reshape(g.shape[0], g.shape[1], -1) ** 2, axis=(0, 2)))
+    return float(per_sample.mean().item()) * g.shape[1]
+
+
+def block_gradient_norms(model, batches, time_steps=None, batch_statistics=True, model_name=None) -> GradNormResult:
+    """Measure ‖∂L/∂x_l‖ at every block input and the head input (module docstring).
+
+    Args:
+        model: a ``SpikingResNet`` (anything whose forward runs ``ResidualBlock`` modules in order).
+        batches: an iterable of ``(inputs, labels)``: inputs ``[B, C, H, W]`` or ``[T, B, C, H, W]``,
+            integer labels ``[B]``.
+        time_steps: T for static inputs (default: the model's).
+        batch_statistics: BN with batch statistics (training behaviour, the default) or running ones.
+    """
+    from tinyspike import functional as F
+    from tinyspike.autograd import Tensor
+
+    where = "block_gradient_norms"
+    blocks = residual_blocks(model, where)
+    batch_statistics = checks.boolean(where, "batch_statistics", batch_statistics)
+    if time_steps is not None:
+        time_steps = checks.integer(where, "time_steps", time_steps, low=1)
+    changes = stage_changes(blocks)
+    captured: list = [None] * (len(blocks) + 1)
+
+    def make_hook(index, is_last):
+        def hook(module, inputs, output):
+            captured[index] = inputs[0].retain_grad()
+            if is_last:
+                captured[index + 1] = output.retain_grad()
+
+        return hook
+
+    sums = np.zeros((2, len(blocks) + 1))
+    losses, shapes, count = [], None, 0
+    with model_state_kept(model, batch_statistics):
+        handles = [b.register_forward_hook(make_hook(i, i == len(blocks) - 1)) for i, (_, b) in enumerate(blocks)]
+        try:
+            for images, labels in batches:
+                captured[:] = [None] * len(captured)
+                logits = model(images, time_steps=time_steps) if time_steps is not None else model(images)
+                labels = labels.data if isinstance(labels, Tensor) else labels
+                loss = F.cross_entropy(logits, backend.to_device(np.asarray(backend.to_numpy(labels))))
+                loss.backward()
+                if any(t is None for t in captured):
+                    raise ValueError(f"{where}: not every block ran in the forward pass; model's forward must "
+                                     "call each of its ResidualBlock modules once")
+                for i, t in enumerate(captured):
+                    grad = t.grad if t.grad is not None else backend.xp().zeros(t.shape, dtype=t.dtype)
+                    sums[0, i] += _norm(grad)
+                    sums[1, i] += _per_sample_norm(grad)
+                shapes = [list(t.shape) for t in captured]
+                losses.append(float(loss.item()))
+                count += 1
+                for p in model.parameters():
+                    p.grad = None
+        finally:
+            for h in handles:
+                h.remove()
+            captured[:] = [None] * len(captured)
+    if count == 0:
+        raise ValueError(f"{where}: batches yielded no (inputs, labels) pair")
+    norms, per_sample = (sums / count).tolist()
+    ratios = [norms[i] / norms[i + 1] if norms[i + 1] > 0 else float("nan") for i in range(len(blocks))]
+    return GradNormResult(
+        model=model_name or getattr(model, "name", type(model).__name__),
+        positions=[name for name, _ in blocks] + ["head"], shapes=shapes, norms=norms,
+        per_sample_norms=per_sample, ratios=ratios, stage_changes=changes, loss=float(np.mean(losses)),
+        batch_statistics=batch_statistics, batches=count,
+    )
+
+
+# ---- plot -------------------------------------------------------------------------------------------
+def plot_grad_norms(results, title: str):
+    """Norms vs position (log y) and ratios vs block (1 = isometry), one line per model; dotted
+    vertical lines at the stage changes of the first model."""
+    results = [results] if isinstance(results, GradNormResult) else list(results)
+    figure = new_figure(12, 4.4)
+    ax_norm, ax_ratio = figure.subplots(1, 2)
+    many = max(len(r.norms) for r in results) > 60
+    marker = "" if many else "o"
+    for r in results:
+        ax_norm.plot(range(len(r.norms)), r.norms, marker=marker, markersize=3, label=r.model)
+        ax_ratio.plot(range(len(r.ratios)), r.ratios, marker=marker, markersize=3, label=r.model)
+    first = results[0]
+    for k, block in enumerate(first.stage_changes):
+        for ax, x in ((ax_norm, block), (ax_ratio, block)):
+            ax.axvline(x, color="grey", linestyle=":", linewidth=1, label="stage change" if k == 0 and ax is ax_ratio else None)
+    ax_ratio.axhline(1.0, color="black", linewidth=0.8)
+    ax_norm.set_yscale("log")
+    last = len(first.norms) - 1
+    ax_norm.set(xlabel=f"position l (input of block l; {last} = head input)",
+                ylabel="‖∂L/∂x_l‖₂ (whole batch tensor)", title="gradient norm at block inputs")
+    ax_ratio.set(xlabel="block l", ylabel="‖∂L/∂x_l‖ / ‖∂L/∂x_(l+1)‖  (1 = isometry)",
+                 title="per-block gradient ratio")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_norm, ax_ratio):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    mode = "batch statistics" if first.batch_statistics else "running statistics"
+    figure.suptitle(f"{title}\ncross-entropy, {first.batches} batch(es), BN with {mode}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+# ---- run --------------------------------------------------------------------------------------------
+def run_grad_norms(source, out_dir, batch_size=32, batches=1, compare=None, batch_statistics=True) -> dict:
+    """Gradient norms of ``source``'s model and of each ``compare`` model (freshly initialised, same
+    dataset, T, seed and model options) on the same test batches; writes grad-norms.png/.json."""
+    where = "run_grad_norms"
+    batch_size, batches = check_batches(where, batch_size, batches)
+    compare = check_compare(where, compare)
+    batch_statistics = checks.boolean(where, "batch_statistics", batch_statistics)
+    out_dir = check_out_dir(where, out_dir)
+    residual_blocks(source.model, where)
+    data = take_batches(source, batch_size, batches)
+    results = [block_gradient_norms(source.model, data, source.time_steps, batch_statistics, source.model_name)]
+    for name in compare:
+        other = compare_source(source, name)
+        results.append(block_gradient_norms(other.model, data, other.time_steps, batch_statistics,
+                                            f"{other.model_name} (untrained)"))
+    figure = plot_grad_norms(results, source.title("block-input gradient norms"))
+    describe = source.describe() if hasattr(source, "describe") else {"model": source.model_name}
+    payload = {"analysis": NAME, "source": describe,
+               "options": {"batch_size": batch_size, "batches": batches, "compare": compare,
+                           "batch_statistics": batch_statistics},
+               "results": [r.to_dict() for r in results]}
+    return write_outputs(out_dir, NAME, figure, payload)

@@ -1,0 +1,269 @@
+"""How alike the firing patterns of consecutive blocks are: SSIM of firing-rate maps (paper Fig. 2b).
+
+The paper's argument: in MS-ResNet the membrane stream is carried by identity shortcuts, so the
+spike pattern the stream produces changes little from one block to the next, while the vanilla
+network's LIF after each add re-draws it. This module measures that.
+
+Firing-rate map at a position: the spikes there, averaged over time steps, samples (all batches)
+and channels, giving one H×W map of rates in [0, 1]. Positions (``position=``):
+
+- ``"stream"`` (default): the spikes of the stream entering each block, and entering the head.
+  Where the stream is spikes (vanilla, PlainNet) they are the block's input itself; where it is
+  real-valued (MS, SR-B, SR-C, W/O LIF) they are LIF(x_l), a LIF with the network's constants
+  applied to the membrane stream x_l: in an MS block this is exactly the block's ``lif1`` output,
+  so for MS and vanilla both, the map is the spike view of what the shortcut carries.
+- ``"lif1"`` / ``"lif2"``: the output of each block's first / second LIF module.
+
+SSIM (Wang et al. 2004; the paper's Eq. 11), for maps x, y with local means μ, variances σ²
+and covariance σ_xy, weighted by a Gaussian window of σ = 1.5 (truncated at 3.5σ: an 11×11 window):
+
+    SSIM = mean over pixels of  (2 μ_x μ_y + C1)(2 σ_xy + C2) / ((μ_x² + μ_y² + C1)(σ_x² + σ_y² + C2))
+
+with C1 = (K1 L)², C2 = (K2 L)², K1 = 0.01, K2 = 0.03, L = 1 (the range of a rate). Local
+statistics use population (not sample) moments and the borders are extended by reflection
+(``ssim(..., crop_border=True)`` equals scikit-image's ``structural_similarity(gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False, data_range=1)``, which then drops a 5-pixel border).
+The analysis averages the SSIM map over *all* pixels (``crop_border=False``): CIFAR's last stage
+is 8×8, smaller than the window, and cropping would leave nothing.
+
+Pairs are taken between consecutive positions of the same H×W only; a pair across a stage change
+(a new spatial size) is skipped (recorded as None), not resampled: resampling would add its own
+smoothing to the similarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tinyspike import backend, checks
+from tinyspike.analysis.hooks import array_of
+from tinyspike.analysis.grad_norms import (check_batches, check_compare, check_out_dir, compare_source,
+                                          model_state_kept, new_figure, residual_blocks, take_batches, write_outputs)
+
+NAME = "ssim"
+POSITIONS = ("stream", "lif1", "lif2")
+K1, K2 = 0.01, 0.03
+
+
+# ---- SSIM in NumPy ----------------------------------------------------------------------------------
+def gaussian_kernel(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
+    """Normalised 1-D Gaussian weights on [-r, r], r = int(truncate·σ + 0.5) (SciPy's rule)."""
+    radius = int(truncate * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return weights / weights.sum()
+
+
+def gaussian_filter(image, sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
+    """Separable Gaussian smoothing of a 2-D map, borders extended by half-sample reflection
+    (``d c b a | a b c d | d c b a``: NumPy's "symmetric", SciPy's "reflect")."""
+    weights = gaussian_kernel(sigma, truncate)
+    radius = len(weights) // 2
+    out = np.asarray(image, dtype=np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="symmetric")
+        length = out.shape[axis]
+        # correlate along `axis`: sum_k w[k] · padded[i + k]
+        out = sum(w * np.take(padded, np.arange(k, k + length), axis=axis) for k, w in enumerate(weights))
+    return out
+
+
+def ssim_map(a, b, data_range: float = 1.0, sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
+    """The per-pixel SSIM of two same-shape 2-D maps (module docstring)."""
+    where = "ssim"
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"{where}: a and b must be 2-D maps of the same shape, got {a.shape} and {b.shape}")
+    data_range = checks.real(where, "data_range", data_range, low=0.0, low_open=True)
+    sigma = checks.real(where, "sigma", sigma, low=0.0, low_open=True)
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    blur = lambda image: gaussian_filter(image, sigma, truncate)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a * mu_a
+    var_b = blur(b * b) - mu_b * mu_b
+    cov = blur(a * b) - mu_a * mu_b
+    numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    denominator = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
+    return numerator / denominator
+
+
+def ssim(a, b, data_range: float = 1.0, sigma: float = 1.5, truncate: float = 3.5, crop_border: bool = False) -> float:
+    """Mean SSIM of two 2-D maps. ``crop_border=True`` drops the r-pixel border (r = window radius)
+    before averaging, as scikit-image does; identical maps give exactly 1."""
+    crop_border = checks.boolean("ssim", "crop_border", crop_border)
+    values = ssim_map(a, b, data_range, sigma, truncate)
+    if crop_border:
+        r = len(gaussian_kernel(sigma, truncate)) // 2
+        if min(values.shape) <= 2 * r:
+            raise ValueError(f"ssim: crop_border=True needs maps larger than {2 * r}×{2 * r}, got {values.shape}")
+        values = values[r:-r, r:-r]
+    return float(values.mean())
+
+
+# ---- firing-rate maps -------------------------------------------------------------------------------
+@dataclass
+class FiringMaps:
+    model: str
+    position: str
+    names: list          # one per map: the block (or "head") whose input/LIF it is
+    maps: list           # H×W lists of rates
+    sizes: list          # (H, W) per map
+
+
+def firing_rate_maps(model, batches, time_steps=None, position="stream", model_name=None,
+                     batch_statistics=False) -> FiringMaps:
+    """Firing-rate maps (mean over T, samples and channels) at every block (module docstring).
+    No gradients; BN with running statistics or, if ``batch_statistics``, each batch's own."""
+    from tinyspike import functional as F
+    from tinyspike.autograd import no_grad
+    from tinyspike.models.blocks import SPIKES
+
+    where = "firing_rate_maps"
+    blocks = residual_blocks(model, where)
+    position = checks.choice(where, "position", position, POSITIONS)
+    batch_statistics = checks.boolean(where, "batch_statistics", batch_statistics)
+    if time_steps is not None:
+        time_steps = checks.integer(where, "time_steps", time_steps, low=1)
+    spiking_stream = blocks[0][1].stream == SPIKES
+    names = [n for n, _ in blocks] + (["head"] if position == "stream" else [])
+    sums = [None] * len(names)
+    counts = [0] * len(names)
+
+    def add(index, spikes):
+        data = array_of(spikes)
+        xp = backend.array_module_of(data)
+        # [T, B, C, H, W] → sum over T, B, C; counted in float64
+        total = xp.sum(data.astype(np.float64), axis=(0, 1, 2))
+        sums[index] = total if sums[index] is None else sums[index] + total
+        counts[index] += int(np.prod(data.shape[:3]))
+
+    def stream_spikes(block, x):
+        if spiking_stream:
+            return x
+        lif = block.lif1
+        return F.lif(x, lif.v_th, lif.decay, lif.detach_reset, lif.surrogate)
+
+    def make_hook(index, block, is_last):
+        def hook(module, inputs, output):
+            add(index, stream_spikes(block, inputs[0]))
+            if is_last:
+                add(index + 1, stream_spikes(block, output))
+
+        return hook
+
+    def make_lif_hook(index):
+        def hook(module, inputs, output):
+            add(index, output)
+
+        return hook
+
+    handles = []
+    for i, (_, block) in enumerate(blocks):
+        if position == "stream":
+            handles.append(block.register_forward_hook(make_hook(i, block, i == len(blocks) - 1)))
+        else:
+            handles.append(getattr(block, position).register_forward_hook(make_lif_hook(i)))
+    try:
+        with no_grad(), model_state_kept(model, batch_statistics):
+            for batch in batches:
+                images = batch[0] if isinstance(batch, (tuple, list)) else batch
+                model(images, time_steps=time_steps) if time_steps is not None else model(images)
+    finally:
+        for h in handles:
+            h.remove()
+    if not counts[0]:
+        raise ValueError(f"{where}: batches yielded no inputs")
+    maps = [backend.to_numpy(s) / c for s, c in zip(sums, counts)]
+    return FiringMaps(model=model_name or getattr(model, "name", type(model).__name__), position=position,
+                      names=names, maps=[m.tolist() for m in maps], sizes=[list(m.shape) for m in maps])
+
+
+@dataclass
+class SSIMResult:
+    model: str
+    position: str
+    pairs: list          # "a -> b" for every consecutive pair
+    values: list         # SSIM, or None where the sizes differ (a stage change)
+    sizes: list
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def consecutive_ssim(maps: FiringMaps) -> SSIMResult:
+    """SSIM between each map and the next (None across a change of spatial size)."""
+    pairs, values = [], []
+    for i in range(len(maps.maps) - 1):
+        pairs.append(f"{maps.names[i]} -> {maps.names[i + 1]}")
+        a, b = np.asarray(maps.maps[i]), np.asarray(maps.maps[i + 1])
+        values.append(ssim(a, b, data_range=1.0) if a.shape == b.shape else None)
+    return SSIMResult(model=maps.model, position=maps.position, pairs=pairs, values=values, sizes=maps.sizes)
+
+
+# ---- plot -------------------------------------------------------------------------------------------
+def plot_ssim(results, title: str):
+    """A radar chart: one spoke per pair of consecutive same-size positions, one polygon per model."""
+    results = [results] if isinstance(results, SSIMResult) else list(results)
+    first = results[0]
+    spokes = [i for i, v in enumerate(first.values) if v is not None]
+    if not spokes:
+        raise ValueError("plot_ssim: no pair of consecutive maps has the same size")
+    figure = new_figure(7.5, 7.5)
+    ax = figure.add_subplot(projection="polar")
+    angles = np.linspace(0, 2 * np.pi, len(spokes), endpoint=False)
+    closed = np.append(angles, angles[:1])
+    for r in results:
+        values = [r.values[i] if i < len(r.values) and r.values[i] is not None else np.nan for i in spokes]
+        ax.plot(closed, values + values[:1], marker="o", markersize=3, label=f"{r.model} (mean {np.nanmean(values):.3f})")
+        ax.fill(closed, values + values[:1], alpha=0.12)
+    labels = [first.pairs[i].replace("stages.", "s").replace(" -> ", "→") for i in spokes]
+    ax.set_xticks(angles)
+    ax.set_xticklabels(labels if len(labels) <= 24 else [""] * len(labels), fontsize=7)
+    ax.set_ylim(min(0.0, np.nanmin([v for r in results for v in r.values if v is not None])), 1.0)
+    ax.set_rlabel_position(90)
+    ax.legend(loc="lower left", bbox_to_anchor=(-0.1, -0.16), fontsize=8)
+    figure.suptitle(f"{title}\nSSIM (unitless, 1 = identical) between firing-rate maps of consecutive blocks\n"
+                    f"({first.position} spikes, rate = mean over T, samples, channels; stage changes skipped)",
+                    fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+# ---- run --------------------------------------------------------------------------------------------
+def run_ssim(source, out_dir, batch_size=32, batches=1, compare=None, position="stream",
+             batch_statistics="auto") -> dict:
+    """SSIM of consecutive blocks' firing-rate maps of ``source`` and of each ``compare`` model
+    (freshly initialised, same dataset, T, seed, options), on the same test batches.
+    ``batch_statistics``: True, False or "auto" (batch statistics for untrained models, whose
+    running statistics are still 0 and 1; running ones for a checkpoint), per model."""
+    from tinyspike.analysis.firing_plots import resolve_batch_statistics
+
+    where = "run_ssim"
+    checks.boolean_or(where, "batch_statistics", batch_statistics, ("auto",))
+    batch_size, batches = check_batches(where, batch_size, batches)
+    compare = check_compare(where, compare)
+    position = checks.choice(where, "position", position, POSITIONS)
+    out_dir = check_out_dir(where, out_dir)
+    residual_blocks(source.model, where)
+    data = take_batches(source, batch_size, batches)
+    sources = [(source, source.model_name)] + [(compare_source(source, n), None) for n in compare]
+    results, maps = [], []
+    for s, label in sources:
+        found = firing_rate_maps(s.model, data, s.time_steps, position, label or f"{s.model_name} (untrained)",
+                                 resolve_batch_statistics(where, s, batch_statistics))
+        maps.append(found)
+        results.append(consecutive_ssim(found))
+    figure = plot_ssim(results, source.title("firing-pattern similarity"))
+    describe = source.describe() if hasattr(source, "describe") else {"model": source.model_name}
+    payload = {"analysis": NAME, "source": describe,
+               "options": {"batch_size": batch_size, "batches": batches, "compare": compare, "position": position,
+                           "batch_statistics": batch_statistics,
+                           "window": "gaussian sigma 1.5, truncate 3.5 (11x11), reflect borders, mean over all "
+                                     "pixels", "K1": K1, "K2": K2, "L": 1.0},
+               "results": [r.to_dict() for r in results],
+               "maps": [asdict(m) for m in maps]}
+    return write_outputs(out_dir, NAME, figure, payload)
