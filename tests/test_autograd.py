@@ -255,3 +255,15 @@ def test_gradcheck_checks_its_tolerances():
             gradcheck(lambda t: t * 2.0, x, **{name: value})
     with pytest.raises(TypeError, match="gradcheck: seed must be an int"):
         gradcheck(lambda t: t * 2.0, x, seed=0.5)
+
+
+def test_gradcheck_keeps_a_0d_input_0d():
+    """A scalar parameter (e.g. a learnable decay) reaches ``fn`` with shape (), as given."""
+    seen = []
+
+    def fn(w):
+        seen.append(w.shape)
+        return w * w
+
+    assert gradcheck(fn, np.array(0.7))
+    assert set(seen) == {()}

@@ -191,7 +191,7 @@ def cmd_train(args) -> int:
 
     def log(line):
         # tqdm.write keeps the lines clear of an open progress bar
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()

@@ -63,8 +63,10 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
         if tensor.requires_grad:
             if tensor.dtype != np.float64:
                 raise TypeError(f"gradcheck input {position} must be float64, got {tensor.dtype}")
-            # perturbation writes through a flat view, which needs contiguous memory
-            tensor.data = backend.array_module_of(tensor.data).ascontiguousarray(tensor.data)
+            # perturbation writes through a flat view, which needs contiguous memory; a copy with
+            # order="C" (not ascontiguousarray, which turns a 0-d array into shape (1,))
+            if not tensor.data.flags.c_contiguous:
+                tensor.data = tensor.data.copy(order="C")
             checked.append((position, tensor))
         args.append(tensor)
     if not checked:

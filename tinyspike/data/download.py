@@ -33,7 +33,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from tinyspike import checks
 

@@ -311,7 +311,7 @@ def frames_from_files(
     one recording. ``read(path)`` must return an ``EVENT_DTYPE`` array; its errors propagate
     (nothing partial is returned, so nothing partial can be cached).
     """
-    from tqdm.auto import tqdm  # only here: the rest of the module needs no progress bar
+    from tqdm import tqdm  # only here: the rest of the module needs no progress bar
 
     check_frame_args(T, split_by, "frames_from_files")
     paths = list(paths)

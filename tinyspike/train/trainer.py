@@ -202,7 +202,7 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int) -> dict:
         """One pass over the training data (epoch index ``epoch``, 0-based)."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.model.train()
         loader = self.train_loader
