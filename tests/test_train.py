@@ -435,3 +435,13 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path, monk
     assert not (tmp_path / "run").exists()
     monkeypatch.undo()
     assert train({**TINY, "epochs": 1}, out=tmp_path / "run").history  # the same --out works
+
+
+def test_a_cifar10_dvs_run_records_its_convention():
+    """config.json names the frame convention, so a run keeps its frames if the default changes."""
+    from tinyspike.data.cifar10_dvs import DEFAULT_CONVENTION
+    from tinyspike.train.config import resolve_config
+
+    assert resolve_config({"dataset": "cifar10-dvs"}).dataset_options["convention"] == DEFAULT_CONVENTION
+    chosen = resolve_config({"dataset": "cifar10-dvs", "dataset_options": {"convention": "spikingjelly"}})
+    assert chosen.dataset_options["convention"] == "spikingjelly"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from tinyspike.checks import (
     boolean, choice, integer, integers, kind_of, optional_integer, real, show,
 )
+from tinyspike.data.cifar10_dvs import DEFAULT_CONVENTION
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "multistep", "constant")
@@ -159,7 +160,10 @@ DATASET_DEFAULTS: dict[str, dict] = {
         augment="none",
     ),
     "cifar10": dict(recipe="depth-study", model="ms_resnet20", T=6),
-    "cifar10-dvs": dict(recipe="dvs", model="ms_resnet20_dvs", T=10),
+    # The convention is written into every run's config.json, so that a run keeps the frames it
+    # was trained on even if the library's default convention changes.
+    "cifar10-dvs": dict(recipe="dvs", model="ms_resnet20_dvs", T=10,
+                        dataset_options={"convention": DEFAULT_CONVENTION}),
     "nmnist": dict(
         model="ms_resnet20_dvs", model_options={}, dataset_options={},
         T=10, epochs=10, batch_size=20, lr=0.1, weight_decay=1e-4, schedule="cosine", schedule_per="iteration",
