@@ -29,14 +29,9 @@ done = {}
 for name, entry in commands.ANALYSES.items():
     if entry.study:
         continue  # depth-study and alternatives train their own runs: see depth_study.py
-    try:
-        run = commands.load_run_function(name)
-    except ValueError as err:  # not installed in this version
-        done[name] = f"unavailable: {err}"
-        print(done[name])
-        continue
+    run = commands.load_run_function(name)
     names, _ = commands.option_names(run)
     run(source, args.out, **{k: v for k, v in options.items() if k in names})
     done[name] = "written"
-    print(f"{name}: written to {args.out}")
+    print(f"{name}: {args.out / name}.png and .json")
 (args.out / "analyses.json").write_text(json.dumps({"source": source.describe(), "analyses": done}, indent=2))

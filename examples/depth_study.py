@@ -5,7 +5,7 @@
 
 Each family x depth is one run folder under --out; stop it any time and start it again with the
 same command: finished runs are skipped, a stopped one is resumed exactly. The table
-(depth_study.json) and the figure (depth_study.png, with the paper's values dashed on CIFAR-10) are
+(depth-study.json) and the figure (depth-study.png, with the paper's values dashed on CIFAR-10) are
 rebuilt from the run folders after every run.
 """
 
@@ -24,4 +24,4 @@ else:
                               progress=True, log=print)
 for family, row in summary["final_test_acc"].items():
     print(family, {depth: None if acc is None else round(100 * acc, 2) for depth, acc in row.items()})
-print(f"table {args.out / 'depth_study.json'}, figure {args.out / 'depth_study.png'}")
+print(f"table {args.out / 'depth-study.json'}, figure {args.out / 'depth-study.png'}")

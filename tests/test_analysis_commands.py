@@ -99,7 +99,7 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_file(run_dir):
 def fake_analysis(calls):
     def run_fake(source, out_dir, *, batches=1, scale=1.0):
         calls.append((source, batches, scale))
-        (out_dir / "grad_norms.json").write_text(json.dumps({"batches": batches}))
+        (out_dir / "grad-norms.json").write_text(json.dumps({"batches": batches}))
         return {"batches": batches}
 
     return run_fake
@@ -114,7 +114,7 @@ def test_analyze_runs_the_analysis_on_the_checkpoint_with_its_options(run_dir, t
     (source, batches, scale), = calls
     assert (batches, scale) == (3, 0.5)  # JSON-parsed: an int and a float
     assert source.checkpoint == run_dir / "last.npz" and source.model_name == "ms_resnet8"
-    assert str(tmp_path / "grad_norms.json") in out
+    assert str(tmp_path / "grad-norms.json") in out
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -159,8 +159,22 @@ def test_depth_study_from_the_command_line_prints_the_table(tmp_path, capsys):
                              "--recipe", "none", "--T", "2", "--batch-size", "64", "--model-opt", "widths=[4,8,8]",
                              "--data-opt", "size=8", "--no-progress", "--out", str(tmp_path))
     assert code == 0, err
-    summary = json.loads((tmp_path / "depth_study.json").read_text())
+    summary = json.loads((tmp_path / "depth-study.json").read_text())
     acc = summary["final_test_acc"]["ms"]["8"]
     assert 0.0 <= acc <= 1.0
     assert f"ms       8: {100 * acc:.2f}%" in out
     assert (tmp_path / "ms_resnet8" / "last.npz").is_file()
+
+
+def test_every_analysis_writes_files_named_by_its_command_name():
+    """The one table of names: each run function's module writes ``<out>/<NAME>.png/.json`` under
+    the very name ``tinyspike analyze`` knows it by (a module constant), none under another."""
+    import importlib
+
+    from tinyspike.analysis.depth_study import STUDIES
+
+    written_names = set(STUDIES)
+    for entry in commands.ANALYSES.values():
+        module = importlib.import_module(entry.module)
+        written_names |= {getattr(module, c) for c in ("NAME", "FIRING", "RASTER") if hasattr(module, c)}
+    assert written_names == set(commands.ANALYSES)

@@ -38,12 +38,12 @@ def test_one_run_folder_per_family_and_depth(study):
         assert meta["epoch"] == 1
         assert meta["config"]["model"] == name
         assert meta["config"]["T"] == 2 and meta["config"]["model_options"] == {"widths": [4, 8, 8]}
-    assert (out / "depth_study.png").stat().st_size > 0
+    assert (out / "depth-study.png").stat().st_size > 0
 
 
 def test_summary_equals_the_metrics_of_the_run_folders(study):
     out, summary = study
-    on_disk = json.loads((out / "depth_study.json").read_text())
+    on_disk = json.loads((out / "depth-study.json").read_text())
     assert on_disk == {k: v for k, v in summary.items() if k != "actions"}
     for run in summary["runs"]:
         records = RunDir(out / run["model"]).read_metrics()

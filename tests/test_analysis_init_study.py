@@ -57,7 +57,7 @@ def test_each_run_starts_with_its_grid_gammas(study):
     out, result = study
     for g1 in GAMMAS1:
         for g2 in GAMMAS2:
-            folder = out / "init_study" / "grid" / init_study.point_folder_name(g1, g2)
+            folder = out / "init-study" / "grid" / init_study.point_folder_name(g1, g2)
             state = read_checkpoint(folder / "init.npz")["model"]
             blocks = [k for k in state if k.endswith(".bn1.weight")]
             assert len(blocks) == 3  # one block per stage of MS-ResNet-8
@@ -68,7 +68,7 @@ def test_each_run_starts_with_its_grid_gammas(study):
     zero, standard = result["depth_runs"]["zero_gamma2"], result["depth_runs"]["standard"]
     assert (zero["gamma1"], zero["gamma2"]) == (0.5, 0.0)  # α·V_th = 0.5, and the paper's zero γ₂
     assert (standard["gamma1"], standard["gamma2"]) == (0.5, 0.5)  # the standard tdBN init
-    depth_state = read_checkpoint(out / "init_study" / "depth" / "standard" / "init.npz")["model"]
+    depth_state = read_checkpoint(out / "init-study" / "depth" / "standard" / "init.npz")["model"]
     assert sum(k.endswith(".bn2.weight") for k in depth_state) == 6  # ms_resnet14: 2 blocks per stage
     assert len(zero["iteration_losses"]) == 2 and all(np.isfinite(zero["iteration_losses"]))
 
@@ -77,15 +77,15 @@ def test_table_is_rebuilt_from_the_run_folders_without_training(study, source, c
     out, result = study
     for i, g1 in enumerate(GAMMAS1):
         for j, g2 in enumerate(GAMMAS2):
-            folder = out / "init_study" / "grid" / init_study.point_folder_name(g1, g2)
+            folder = out / "init-study" / "grid" / init_study.point_folder_name(g1, g2)
             metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             assert len(metrics) == 1 and result["accuracy"][i][j] == metrics[0]["test_acc"]
-    (out / "init_study.json").unlink()
-    (out / "init_study.png").unlink()
+    (out / "init-study.json").unlink()
+    (out / "init-study.png").unlink()
     again = run_init_study(source, out, gammas1=GAMMAS1, gammas2=GAMMAS2, depth_model="ms_resnet14", **TINY)
     assert count_epochs["n"] == 0  # every run was finished: nothing trained
     assert again["accuracy"] == result["accuracy"] and again["depth_runs"] == result["depth_runs"]
-    assert (out / "init_study.png").stat().st_size > 10_000
+    assert (out / "init-study.png").stat().st_size > 10_000
     # a sub-grid reads the same folders
     part = run_init_study(source, out, gammas1=(1.0,), gammas2=(0.25,), **TINY)
     assert count_epochs["n"] == 0 and part["accuracy"] == [[result["accuracy"][1][1]]]

@@ -163,7 +163,7 @@ def test_bad_grid_is_refused(source, tmp_path_factory, grid):
     message = assert_clear("run_landscape grid", lambda: run_landscape(source, tmp_path_factory.mktemp("g"), grid=grid),
                            ["grid"], grid)
     if isinstance(grid, int) and not isinstance(grid, bool):
-        assert "empty grid" in message
+        assert "grid must be an int >= 2" in message
 
 
 @settings(max_examples=25, deadline=None)

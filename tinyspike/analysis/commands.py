@@ -5,8 +5,19 @@
     tinyspike analyze depth-study --dataset D --depths 8,14,20 --families plain,ms --epochs N --out DIR
     tinyspike analyze alternatives --dataset D --depths 20 --epochs N --out DIR
 
-Every analysis but the two studies looks at one model (an ``AnalysisSource``) and writes
-``DIR/<name>.png`` and ``DIR/<name>.json``. Its own options are given as ``--opt KEY=VALUE``
+Every analysis writes ``DIR/NAME.png`` and ``DIR/NAME.json``, NAME exactly as typed
+(``ANALYSES`` below is the one table of names; ``tinyspike.analysis.outputs`` writes the files):
+
+    depth-study   Table II: accuracy vs depth per block family (trains runs; restart: same command)
+    alternatives  Table VI: SR-A/SR-B/SR-C/vanilla/W-O-LIF (trains runs; restart: same command)
+    grad-norms    Prop. 1: ‖∂L/∂x_l‖ at every block input and their ratios (block dynamical isometry)
+    ssim          Fig. 2b: SSIM (Eq. 11) of firing-rate maps of consecutive blocks
+    firing        Fig. 3a: firing rate of every LIF layer
+    raster        Fig. 3b: spike raster of a few LIF layers
+    landscape     Fig. 4: loss on a filter-normalised plane (Li et al.); restart: same command
+    init-study    Fig. 5: accuracy over the (γ₁, γ₂) init grid, loss curves; restart: same command
+
+Every analysis but the two studies looks at one model (an ``AnalysisSource``). Its own options are given as ``--opt KEY=VALUE``
 (the value is read as JSON when it parses, else as text) and are checked against the analysis'
 run function before anything is computed; ``tinyspike analyze --help`` lists them.
 
@@ -25,6 +36,8 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from tinyspike.analysis.outputs import output_paths
 
 
 @dataclass(frozen=True)
@@ -289,9 +302,8 @@ def _analyze(args) -> int:
     check_writable(out)
     if entry.study:
         summary = run_study(args, run)
-        stem = args.name.replace("-", "_")
-        print(f"{args.name}: {len(summary['runs'])} runs under {out}; table {out / (stem + '.json')}, "
-              f"figure {out / (stem + '.png')}")
+        json_path, png_path = output_paths(out, args.name)
+        print(f"{args.name}: {len(summary['runs'])} runs under {out}; table {json_path}, figure {png_path}")
         for family, row in summary["final_test_acc"].items():
             cells = ", ".join(f"{d}: {'-' if a is None else f'{100 * a:.2f}%'}" for d, a in row.items())
             print(f"  {family:<8} {cells}")
@@ -300,11 +312,7 @@ def _analyze(args) -> int:
     if args.backend:
         _use_backend(args.backend)
     source = make_source(args)
-    result = run(source, out, **options)
-    stems = dict.fromkeys((args.name, args.name.replace("-", "_")))  # "init-study.png" or "init_study.png"
-    written = [str(out / f"{stem}{ext}") for stem in stems for ext in (".png", ".json")
-               if (out / f"{stem}{ext}").exists()]
-    print(f"{args.name}: {source.title(args.name)}; wrote {', '.join(written) or 'nothing'}")
-    if isinstance(result, dict) and not written:
-        print(f"  keys: {', '.join(sorted(result))}")
+    run(source, out, **options)
+    json_path, png_path = output_paths(out, args.name)
+    print(f"{args.name}: {source.title(args.name)}; wrote {png_path}, {json_path}")
     return 0

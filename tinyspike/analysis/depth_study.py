@@ -10,7 +10,7 @@ train``). That makes the study restartable for free:
 - a folder holding a run with other settings is refused (one line naming the folder and the
   settings that differ), so two studies never mix in one table.
 
-The summary (``depth_study.json`` and ``depth_study.png``, or ``alternatives.*``) is rebuilt from
+The summary (``<out>/depth-study.json`` and ``depth-study.png``, or ``alternatives.*``) is rebuilt from
 the run folders' ``metrics.jsonl`` after every run, so it always shows what is on disk. Its
 numbers per run: the test accuracy after the requested number of epochs, the best one, and the
 mean over the last five epochs (the paper's measure, REFERENCE §7). On CIFAR-10 the figure draws
@@ -19,17 +19,20 @@ the paper's Table II values as dashed lines beside ours: only the values REFEREN
     from tinyspike.analysis.depth_study import run_depth_study
     run_depth_study("studies/t2", dataset="cifar10", data_dir="~/data/cifar-10-batches-bin",
                     depths=[8, 14, 20], families=["plain", "vanilla", "ms"], epochs=100)
+
+Options (``tinyspike analyze depth-study|alternatives --depths ... --families ... --epochs N
+--recipe R``): ``depths`` (6n + 2 each), ``families`` (ms, srb, src, vanilla, wolif, plain),
+``epochs``, ``recipe`` (a name of ``tinyspike.train.config.RECIPES`` or "none"), ``progress``,
+and the run settings of ``RUN_SETTINGS``. Restart: run the same command again.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from tinyspike import checks
+from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, write_figure, write_json
 from tinyspike.train import TrainConfig, resolve_config, train
 from tinyspike.train.run_dir import RUN_FILES, RunDir
 
@@ -220,11 +223,7 @@ def build_summary(out_dir: Path, study: str, dataset: str, families, depths, epo
 
 def plot_depth_study(summary: dict, title: str):
     """Final test accuracy (%) against depth, one line per family; the paper's values dashed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.8), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(7.5, 4.8, dpi=100)
     ax = fig.subplots()
     colors = {f: f"C{i}" for i, f in enumerate(FAMILIES)}
     for family in summary["families"]:
@@ -249,28 +248,15 @@ def plot_depth_study(summary: dict, title: str):
     return fig
 
 
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, allow_nan=False)
-    os.replace(tmp, path)
-
-
-def _write_png(path: Path, fig) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-
-
 def write_summary(out_dir: Path, study: str, dataset: str, families, depths, epochs: int, recipe) -> dict:
     """Rebuild ``<out>/<study>.json`` and ``<out>/<study>.png`` from the run folders; returns the summary."""
     out_dir = Path(out_dir)
     summary = build_summary(out_dir, study, dataset, families, depths, epochs, recipe)
-    name = study.replace("-", "_")
     title = (f"{STUDIES[study]['what']}: test accuracy vs depth - {', '.join(families)} on {dataset}, "
              f"recipe {recipe or 'dataset defaults'}, {epochs} epochs\n(run folders under {out_dir})")
-    _write_json(out_dir / f"{name}.json", summary)
-    _write_png(out_dir / f"{name}.png", plot_depth_study(summary, title))
+    json_path, png_path = output_paths(out_dir, study)
+    summary = write_json(json_path, summary)
+    write_figure(png_path, plot_depth_study(summary, title))
     return summary
 
 
@@ -282,21 +268,22 @@ def _run_study(study: str, out_dir, *, dataset: str, depths, families, epochs: i
     from tqdm import tqdm
 
     where = f"run_{study.replace('-', '_')}"
-    if not isinstance(out_dir, (str, Path)):
-        raise TypeError(f"{where}: out_dir must be a folder path, got {checks.kind_of(out_dir)} {checks.show(out_dir)}")
+    checks.path(where, "out_dir", out_dir)
     depths = check_depths(where, depths)
     families = check_families(where, STUDIES[study]["families"] if families is None else families)
     epochs = checks.integer(where, "epochs", epochs, low=1)
     progress = checks.boolean(where, "progress", progress)
-    if recipe == "none":
+    from tinyspike.train.config import RECIPES
+
+    recipe = None if recipe is None else checks.choice(where, "recipe", recipe, (*RECIPES, "none"))
+    if recipe == "none":  # the dataset's own defaults
         recipe = None
     unknown = sorted(set(settings) - set(RUN_SETTINGS))
     if unknown:
         raise TypeError(f"{where}: unknown setting(s) {unknown}; it takes {sorted(RUN_SETTINGS)}")
     settings = {k: v for k, v in settings.items() if v is not None}
     configs = run_configs(dataset, families, depths, epochs, recipe, settings)  # every setting checked up front
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(where, out_dir)
     for (family, depth), config in configs.items():  # refuse a folder of another study before training anything
         run_state(out_dir / model_name(family, depth), config)
     log = log or (lambda line: None)

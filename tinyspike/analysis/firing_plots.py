@@ -10,6 +10,17 @@ the chart at their block's first LIF.
 and the last in registration order), the spikes of ``neurons`` of that layer's neurons chosen
 without replacement by ``np.random.default_rng(seed)`` (every neuron of the sample's [C, H, W]
 output is a candidate), over the T time steps.
+
+Options of ``run_firing`` (``tinyspike analyze firing ... --opt KEY=VALUE``): ``batch_size``
+(32), ``batches`` (4), ``batch_statistics`` ("auto": batch statistics for an untrained model,
+whose running statistics are still 0 and 1, running ones for a checkpoint; or True/False).
+Options of ``run_raster`` (``tinyspike analyze raster``): ``neurons`` (100), ``layers`` (None:
+first, middle, last LIF), ``sample`` (0: the test sample's index), ``seed`` (0: which neurons),
+``batch_statistics`` ("auto").
+
+Outputs: ``<out>/firing.png`` + ``<out>/firing.json`` (rates per LIF, roles, stage changes) and
+``<out>/raster.png`` + ``<out>/raster.json`` (the chosen neurons and their 0/1 spikes [T, n]).
+Forward passes only: a rerun recomputes and overwrites the files.
 """
 
 from __future__ import annotations
@@ -20,8 +31,9 @@ import numpy as np
 
 from tinyspike import backend, checks
 from tinyspike.analysis.firing import FiringRateMonitor, spiking_layers
-from tinyspike.analysis.grad_norms import (check_batches, check_out_dir, model_state_kept, new_figure, residual_blocks,
-                                          stage_changes, take_batches, write_outputs)
+from tinyspike.analysis.blocks import (check_batches, describe_source, measuring, residual_blocks, stage_changes,
+                                       take_batches)
+from tinyspike.analysis.outputs import new_figure, output_dir, write_outputs
 from tinyspike.analysis.hooks import array_of
 
 FIRING, RASTER = "firing", "raster"
@@ -70,24 +82,6 @@ def _run(model, batches, time_steps):
         model(images, time_steps=time_steps) if time_steps is not None else model(images)
 
 
-class _measuring:
-    """No gradients, BN with batch or running statistics, and the model as it was afterwards."""
-
-    def __init__(self, model, batch_statistics: bool):
-        from tinyspike.autograd import no_grad
-
-        self.kept, self.no_grad = model_state_kept(model, batch_statistics), no_grad()
-
-    def __enter__(self):
-        self.no_grad.__enter__()
-        return self.kept.__enter__()
-
-    def __exit__(self, *exc):
-        self.kept.__exit__(*exc)
-        self.no_grad.__exit__(*exc)
-        return False
-
-
 def resolve_batch_statistics(where: str, source, batch_statistics) -> bool:
     """"auto": batch statistics for an untrained model (its running statistics are still the
     initial 0 and 1, which make every BN a plain scale), running ones for a checkpoint."""
@@ -126,7 +120,7 @@ def layer_firing_rates(model, batches, time_steps=None, model_name=None, batch_s
             samples[0] += images.shape[1] if images.ndim == 5 else images.shape[0]
             yield images
 
-    with _measuring(model, batch_statistics), FiringRateMonitor(model) as monitor:
+    with measuring(model, batch_statistics), FiringRateMonitor(model) as monitor:
         _run(model, counting(batches), time_steps)
         rates, mean = monitor.rates(), monitor.mean_rate()
     if not samples[0]:
@@ -188,7 +182,7 @@ def spike_raster(model, image, layers=None, neurons=100, seed=0, time_steps=None
 
     handles = [modules[n].register_forward_hook(make_hook(n)) for n in layers]
     try:
-        with _measuring(model, batch_statistics):
+        with measuring(model, batch_statistics):
             _run(model, [image], time_steps)
     finally:
         for h in handles:
@@ -259,13 +253,12 @@ def run_firing(source, out_dir, batch_size=32, batches=4, batch_statistics="auto
     where = "run_firing"
     batch_size, batches = check_batches(where, batch_size, batches)
     batch_statistics = resolve_batch_statistics(where, source, batch_statistics)
-    out_dir = check_out_dir(where, out_dir)
+    out_dir = output_dir(where, out_dir)
     _check_lifs(source.model, where)
     data = take_batches(source, batch_size, batches)
     result = layer_firing_rates(source.model, data, source.time_steps, source.model_name, batch_statistics)
     figure = plot_firing(result, source.title("firing rate per LIF layer"))
-    describe = source.describe() if hasattr(source, "describe") else {"model": source.model_name}
-    payload = {"analysis": FIRING, "source": describe,
+    payload = {"analysis": FIRING, "source": describe_source(source),
                "options": {"batch_size": batch_size, "batches": batches, "batch_statistics": batch_statistics},
                "result": result.to_dict()}
     return write_outputs(out_dir, FIRING, figure, payload)
@@ -279,14 +272,13 @@ def run_raster(source, out_dir, neurons=100, layers=None, sample=0, seed=0, batc
     neurons = checks.integer(where, "neurons", neurons, low=1)
     sample = checks.integer(where, "sample", sample, low=0)
     seed = checks.integer(where, "seed", seed, low=0)
-    out_dir = check_out_dir(where, out_dir)
+    out_dir = output_dir(where, out_dir)
     _check_lifs(source.model, where)
     image = _nth_sample(source, sample)
     result = spike_raster(source.model, image, layers, neurons, seed, source.time_steps, source.model_name, sample,
                           batch_statistics)
     figure = plot_raster(result, source.title("spike raster"))
-    describe = source.describe() if hasattr(source, "describe") else {"model": source.model_name}
-    payload = {"analysis": RASTER, "source": describe,
+    payload = {"analysis": RASTER, "source": describe_source(source),
                "options": {"neurons": neurons, "layers": result.layers, "sample": sample, "seed": seed,
                            "batch_statistics": batch_statistics},
                "result": result.to_dict()}

@@ -26,172 +26,28 @@ Memory: the backward keeps every activation of the batch, like a training step: 
 MS-ResNet-482 on 32×32 inputs at T = 6 that is roughly 0.45 GB per sample in float32, so use a
 batch of 2-4 there.
 
-Also here: the small helpers that every analysis of this package shares (the model's blocks,
-their stage changes, writing ``<name>.png`` and ``<name>.json`` atomically).
+Options of ``run_grad_norms`` (``tinyspike analyze grad-norms ... --opt KEY=VALUE``):
+``batch_size`` (32) and ``batches`` (1): the first test batches; ``compare`` (None): model names
+to measure beside the source's, freshly initialised with its dataset, T, seed and model options
+(e.g. ``["vanilla_resnet56"]``: the paper's MS-vs-vanilla comparison); ``batch_statistics`` (True).
+
+Outputs: ``<out>/grad-norms.png`` (norms per position on a log axis, ratios per block) and
+``<out>/grad-norms.json`` (every ``GradNormResult``, NaN ratios as null). One backward per batch:
+nothing to restart; a rerun recomputes and overwrites both files.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from tinyspike import backend, checks
+from tinyspike.analysis.blocks import (check_batches, check_model_names, compare_source, describe_source,
+                                       model_state_kept, residual_blocks, stage_changes, take_batches)
+from tinyspike.analysis.outputs import new_figure, output_dir, write_outputs
 
 NAME = "grad-norms"
-
-
-# ---- shared helpers of the analyses ---------------------------------------------------------------
-def residual_blocks(model, where: str) -> list[tuple[str, object]]:
-    """``(name, block)`` of every ``ResidualBlock`` of ``model`` in registration (= forward) order.
-
-    ValueError naming ``model`` when there is none: a block-wise analysis has nothing to look at.
-    """
-    from tinyspike.models.blocks import ResidualBlock
-
-    if not hasattr(model, "named_modules"):
-        raise TypeError(f"{where}: model must be a tinyspike Module, got {checks.kind_of(model)}")
-    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, ResidualBlock)]
-    if not blocks:
-        raise ValueError(f"{where}: model has no residual blocks (ResidualBlock modules); "
-                         f"got a {type(model).__name__}")
-    return blocks
-
-
-def stage_changes(blocks) -> list[int]:
-    """Indices of the blocks that change the tensor's shape (stride ≠ 1 or a new width)."""
-    return [i for i, (_, b) in enumerate(blocks) if b.stride != 1 or b.in_channels != b.out_channels]
-
-
-def check_batches(where: str, batch_size, batches) -> tuple[int, int]:
-    return (checks.integer(where, "batch_size", batch_size, low=1),
-            checks.integer(where, "batches", batches, low=1))
-
-
-def check_out_dir(where: str, out_dir) -> Path:
-    if not isinstance(out_dir, (str, Path)):
-        raise TypeError(f"{where}: out_dir must be a folder path (str or Path), got {checks.kind_of(out_dir)} "
-                        f"{checks.show(out_dir)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
-
-
-def check_compare(where: str, compare) -> list[str]:
-    """None or a list of model names (checked against the zoo before anything is computed)."""
-    from tinyspike.models.registry import check_model_name
-
-    if compare is None:
-        return []
-    if isinstance(compare, str) or not isinstance(compare, (list, tuple)):
-        raise TypeError(f"{where}: compare must be a list of model names or None, got {checks.kind_of(compare)} "
-                        f"{checks.show(compare)}")
-    for i, name in enumerate(compare):
-        if not isinstance(name, str):
-            raise TypeError(f"{where}: compare[{i}] must be a model name (str), got {checks.kind_of(name)} "
-                            f"{checks.show(name)}")
-        try:
-            check_model_name(name)
-        except ValueError as err:
-            raise ValueError(f"{where}: compare[{i}]: {err}") from None
-    return list(compare)
-
-
-def compare_source(source, model_name: str):
-    """A freshly initialised ``model_name`` for the source's dataset, with the source's T, seed and
-    model options (e.g. ``widths``), built as ``AnalysisSource.from_model`` builds any model."""
-    config = getattr(source, "config", None)
-    model_opts = dict(getattr(config, "model_options", None) or {})
-    data_dir = getattr(config, "data_dir", None)
-    data_opts = dict(getattr(config, "dataset_options", None) or {})
-    return type(source).from_model(model_name, source.dataset_name, data_dir=data_dir, model_opts=model_opts,
-                                   data_opts=data_opts, seed=getattr(source, "seed", 0),
-                                   time_steps=source.time_steps)
-
-
-def take_batches(source, batch_size: int, batches: int) -> list:
-    """The first ``batches`` test batches of the source as a list (every model sees the same ones)."""
-    taken = list(source.batches("test", batch_size=batch_size, limit=batches))
-    if not taken:
-        raise ValueError(f"the test split of {source.dataset_name!r} yielded no batches")
-    return taken
-
-
-def json_safe(value):
-    """NaN/inf become None (JSON has no NaN), tuples lists, NumPy scalars Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_outputs(out_dir: Path, name: str, figure, data: dict) -> dict:
-    """Write ``<out_dir>/<name>.png`` and ``<out_dir>/<name>.json`` atomically; return the JSON dict."""
-    from tinyspike.data.cache import atomic_write_bytes
-    from tinyspike.train.run_dir import atomic_write_text
-
-    data = json_safe(data)
-    png = io.BytesIO()
-    figure.savefig(png, format="png")
-    atomic_write_bytes(out_dir / f"{name}.png", png.getvalue())
-    atomic_write_text(out_dir / f"{name}.json", json.dumps(data, indent=1, allow_nan=False) + "\n")
-    return data
-
-
-def new_figure(width: float, height: float):
-    """A Matplotlib figure on the Agg canvas (no pyplot state, no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-class model_state_kept:
-    """Context manager: run the model in training mode with dropout off (batch statistics, no random
-    mask) or in evaluation mode, and restore modes, BN running statistics and parameter grads after."""
-
-    def __init__(self, model, batch_statistics: bool):
-        self.model, self.batch_statistics = model, batch_statistics
-
-    def __enter__(self):
-        model = self.model
-        self.modes = [(m, m.training) for m in model.modules()]
-        self.buffers = [(b, b.copy()) for _, b in model.named_buffers()]
-        self.grads = [(p, p.grad) for p in model.parameters()]
-        for p in model.parameters():
-            p.grad = None
-        model.train(self.batch_statistics)
-        if self.batch_statistics:
-            from tinyspike.nn import Dropout
-
-            for m in model.modules():
-                if isinstance(m, Dropout):
-                    m.eval()
-        return model
-
-    def __exit__(self, *exc):
-        for module, mode in self.modes:
-            object.__setattr__(module, "training", mode)
-        for buffer, saved in self.buffers:
-            buffer[...] = saved
-        for p, grad in self.grads:
-            p.grad = grad
-        return False
 
 
 # ---- compute ---------------------------------------------------------------------------------------
@@ -347,9 +203,9 @@ def run_grad_norms(source, out_dir, batch_size=32, batches=1, compare=None, batc
     dataset, T, seed and model options) on the same test batches; writes grad-norms.png/.json."""
     where = "run_grad_norms"
     batch_size, batches = check_batches(where, batch_size, batches)
-    compare = check_compare(where, compare)
+    compare = check_model_names(where, "compare", compare)
     batch_statistics = checks.boolean(where, "batch_statistics", batch_statistics)
-    out_dir = check_out_dir(where, out_dir)
+    out_dir = output_dir(where, out_dir)
     residual_blocks(source.model, where)
     data = take_batches(source, batch_size, batches)
     results = [block_gradient_norms(source.model, data, source.time_steps, batch_statistics, source.model_name)]
@@ -358,8 +214,7 @@ def run_grad_norms(source, out_dir, batch_size=32, batches=1, compare=None, batc
         results.append(block_gradient_norms(other.model, data, other.time_steps, batch_statistics,
                                             f"{other.model_name} (untrained)"))
     figure = plot_grad_norms(results, source.title("block-input gradient norms"))
-    describe = source.describe() if hasattr(source, "describe") else {"model": source.model_name}
-    payload = {"analysis": NAME, "source": describe,
+    payload = {"analysis": NAME, "source": describe_source(source),
                "options": {"batch_size": batch_size, "batches": batches, "compare": compare,
                            "batch_statistics": batch_statistics},
                "results": [r.to_dict() for r in results]}

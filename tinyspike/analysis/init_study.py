@@ -28,19 +28,27 @@ Restart: every run has its own run folder under ``<out_dir>/init_study/``, writt
 one list per epoch). A rerun skips every finished run and rebuilds the tables from the folders;
 a run interrupted after k epochs resumes from its ``last.npz`` (exactly, as ``--resume``); one
 interrupted before its first epoch ended starts again.
+
+Options of ``run_init_study`` (``tinyspike analyze init-study ... --opt KEY=VALUE``): ``gammas1``,
+``gammas2`` (the grid), ``epochs`` (1), ``depth_model`` (None), ``depth_epochs`` (1),
+``train_batches``/``eval_batches`` (None: whole epochs), ``batch_size``/``lr`` (None: the
+source's), ``schedule`` ("constant"), ``progress`` (True). Outputs: ``<out>/init-study.json`` (the
+accuracy table and every run's record) and ``<out>/init-study.png``; run folders under
+``<out>/init-study/``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from tinyspike import checks
+from tinyspike.analysis.blocks import check_model_name, describe_source, residual_blocks
+from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, read_json, write_figure, write_json
 
-NAME = "init_study"
+NAME = "init-study"
 SCHEDULES = ("constant", "cosine", "multistep")
 
 
@@ -49,13 +57,6 @@ class InitStudyError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- γ
-
-
-def residual_blocks(model) -> list:
-    """``(name, block)`` of every residual block of ``model`` (the blocks whose bn1/bn2 the study sets)."""
-    from tinyspike.models.blocks import ResidualBlock
-
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, ResidualBlock)]
 
 
 def tdbn_gamma(bn) -> float:
@@ -68,9 +69,7 @@ def set_block_gammas(model, gamma1: float | None, gamma2: float | None) -> int:
     means the standard tdBN init γ₀ = α·V_th (so ``gamma2=None`` undoes the zero-init that
     ``ms_resnet*`` models are built with). Returns the number of blocks set; a model without
     residual blocks is refused."""
-    blocks = residual_blocks(model)
-    if not blocks:
-        raise ValueError(f"set_block_gammas: {type(model).__name__} has no residual blocks (bn1/bn2) to initialise")
+    blocks = residual_blocks(model, "set_block_gammas")
     for _, block in blocks:
         block.bn1.reset_gamma(tdbn_gamma(block.bn1) if gamma1 is None else gamma1)
         block.bn2.reset_gamma(tdbn_gamma(block.bn2) if gamma2 is None else gamma2)
@@ -135,26 +134,13 @@ class TrainingLossRecorder:
         return loss
 
 
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return default
-
-
-def _write_json(path: Path, data) -> None:
-    from tinyspike.train.run_dir import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
-
-
 def point_record(folder: Path) -> dict:
     """What a finished (or partial) run folder holds: γ's, per-epoch metrics, per-iteration losses."""
     from tinyspike.train.run_dir import RunDir
 
-    point = _read_json(folder / "point.json", {})
+    point = read_json(folder / "point.json", {})
     history = RunDir(folder).read_metrics()
-    losses = _read_json(folder / "train_losses.json", {}).get("epochs", [])
+    losses = read_json(folder / "train_losses.json", {}).get("epochs", [])
     return {
         "folder": str(folder),
         "gamma1": point.get("initial_gammas", {}).get("bn1"),
@@ -179,7 +165,7 @@ def train_point(config, folder: Path, gamma1: float | None, gamma2: float | None
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {"gamma1": gamma1, "gamma2": gamma2, "config": config.to_dict(),
               "train_batches": train_batches, "eval_batches": eval_batches}
-    saved = _read_json(folder / "point.json", None)
+    saved = read_json(folder / "point.json", None)
     if saved is not None and {k: saved.get(k) for k in wanted} != wanted:
         raise InitStudyError(f"run folder {str(folder)!r} holds a run of other settings than this study's; "
                              "choose another out_dir, or remove that folder to train it again")
@@ -200,8 +186,8 @@ def train_point(config, folder: Path, gamma1: float | None, gamma2: float | None
         run = RunDir.create(folder, config.to_dict())
         initial = parts.model.to_numpy_state()
         save_checkpoint(folder / "init.npz", parts.model)
-        _write_json(folder / "point.json", {**wanted, "initial_gammas": _single_values(block_gammas(initial))})
-        _write_json(folder / "train_losses.json", {"epochs": []})
+        write_json(folder / "point.json", {**wanted, "initial_gammas": _single_values(block_gammas(initial))})
+        write_json(folder / "train_losses.json", {"epochs": []})
     trainer = Trainer(
         parts.model, parts.optimizer, train_loader, eval_loader, epochs=config.epochs, time_steps=config.T,
         schedule=schedule, schedule_per=config.schedule_per, grad_clip=config.grad_clip, loss_fn=recorder,
@@ -209,14 +195,14 @@ def train_point(config, folder: Path, gamma1: float | None, gamma2: float | None
     )
     if done is not None and saved is not None:
         trainer.load(run.last_path)
-    losses = _read_json(folder / "train_losses.json", {}).get("epochs", [])[: trainer.epoch]
+    losses = read_json(folder / "train_losses.json", {}).get("epochs", [])[: trainer.epoch]
     losses += [[] for _ in range(trainer.epoch - len(losses))]  # an epoch whose losses a stop lost
     trainer.check_model_finite(f"before epoch {trainer.epoch + 1}")
     while trainer.epoch < trainer.epochs:
         recorder.values = []
         trainer.run_epoch()
         losses.append(list(recorder.values))
-        _write_json(folder / "train_losses.json", {"epochs": losses})
+        write_json(folder / "train_losses.json", {"epochs": losses})
     return point_record(folder)
 
 
@@ -261,12 +247,8 @@ def study_config(source, *, model: str, epochs: int, schedule: str, batch_size, 
 def plot_init_study(result: dict, title: str):
     """Heatmap of the test accuracy over (γ₁, γ₂) and, when there are depth runs, their
     training-loss curves; returns a ``matplotlib.figure.Figure``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     curves = result.get("depth_runs") or {}
-    fig = Figure(figsize=(13 if curves else 7, 5.6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(13 if curves else 7, 5.6, dpi=100)
     axes = fig.subplots(1, 2 if curves else 1, squeeze=False)[0]
     ax = axes[0]
     acc = np.array([[np.nan if v is None else 100 * v for v in row] for row in result["accuracy"]])
@@ -320,30 +302,20 @@ def run_init_study(source, out_dir, gammas1=(0.0, 0.25, 0.5, 1.0), gammas2=(0.0,
         progress: a tqdm bar over the runs (and one per epoch).
     """
     where = "run_init_study"
-    from tinyspike.models import check_model_name
-
     gammas1 = check_gammas(where, "gammas1", gammas1)
     gammas2 = check_gammas(where, "gammas2", gammas2)
     epochs = checks.integer(where, "epochs", epochs, low=1)
     if depth_model is not None:
-        if not isinstance(depth_model, str):
-            raise TypeError(f"{where}: depth_model must be a model name (str) or None, got "
-                            f"{checks.kind_of(depth_model)} {checks.show(depth_model)}")
-        try:
-            check_model_name(depth_model)
-        except ValueError as err:
-            raise ValueError(f"{where}: depth_model: {err}") from None
+        depth_model = check_model_name(where, "depth_model", depth_model)
     depth_epochs = checks.integer(where, "depth_epochs", depth_epochs, low=1)
     train_batches = checks.optional_integer(where, "train_batches", train_batches, low=1)
     eval_batches = checks.optional_integer(where, "eval_batches", eval_batches, low=1)
     batch_size = checks.optional_integer(where, "batch_size", batch_size, low=1)
-    if lr is not None:
-        lr = checks.real(where, "lr", lr, low=0.0, low_open=True)
+    lr = None if lr is None else checks.real(where, "lr", lr, low=0.0, low_open=True)
     schedule = checks.choice(where, "schedule", schedule, SCHEDULES)
     progress = checks.boolean(where, "progress", progress)
-    out_dir = Path(out_dir)
-    root = out_dir / NAME
-    root.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(where, out_dir)
+    root = out_dir / NAME  # one run folder per γ pair (and depth run) below it
     options = dict(train_batches=train_batches, eval_batches=eval_batches, progress=False)
 
     from tqdm import tqdm
@@ -362,7 +334,7 @@ def run_init_study(source, out_dir, gammas1=(0.0, 0.25, 0.5, 1.0), gammas2=(0.0,
     accuracy = [[_last(records[("grid", point_folder_name(a, b))]["test_acc"]) for b in gammas2] for a in gammas1]
     result = {
         "format": "tinyspike-init-study",
-        "source": source.describe() if hasattr(source, "describe") else {"model": source.model_name},
+        "source": describe_source(source),
         "settings": {"model": source.model_name, "dataset": source.dataset_name, "epochs": epochs,
                      "depth_model": depth_model, "depth_epochs": depth_epochs, "train_batches": train_batches,
                      "eval_batches": eval_batches, "batch_size": grid_config.batch_size, "lr": grid_config.lr,
@@ -378,12 +350,9 @@ def run_init_study(source, out_dir, gammas1=(0.0, 0.25, 0.5, 1.0), gammas2=(0.0,
     title = source.title(f"initialisation study ({source.dataset_name}, T={grid_config.T}, lr {grid_config.lr:g} "
                          f"{schedule}" + (f", {train_batches} batches/epoch" if train_batches else "") + ")")
     result["title"] = title
-    _write_json(out_dir / f"{NAME}.json", result)
-    fig = plot_init_study(result, title)
-    png = out_dir / f"{NAME}.png"
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(png)
+    json_path, png_path = output_paths(out_dir, NAME)
+    result = write_json(json_path, result)
+    write_figure(png_path, plot_init_study(result, title))
     return result
 
 

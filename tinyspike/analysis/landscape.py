@@ -31,15 +31,19 @@ Layers: ``filter_normalised_direction`` / ``landscape_directions`` (the directio
 Restart: ``run_landscape`` rewrites ``landscape.json`` after every grid point with the losses
 found so far (``null`` for the others) and a hash of everything that defines the scan (the
 settings, the model and dataset names, and the bytes of θ* itself). A rerun with the same hash
-computes only the missing points; a different hash starts again.
+computes only the missing points; a different hash starts again (``tinyspike analyze landscape``
+with the same options continues a stopped scan).
+
+Options of ``run_landscape`` (``--opt KEY=VALUE``): ``grid`` (11), ``span`` (1.0), ``batches``
+(2), ``batch_size`` (32), ``seed`` (0: the directions), ``split`` ("train"), ``progress`` (True).
+Outputs: ``<out>/landscape.json`` (``loss[i][j]``, ``accuracy[i][j]``, null where not computed) and
+``<out>/landscape.png`` (contours and surface).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -47,6 +51,8 @@ from typing import Callable
 import numpy as np
 
 from tinyspike import backend, checks
+from tinyspike.analysis.blocks import describe_source, take_batches
+from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, read_json, write_figure, write_json
 
 NAME = "landscape"
 FORMAT = "tinyspike-landscape"
@@ -153,9 +159,7 @@ def grid_axis(grid: int, span: float) -> np.ndarray:
 
 
 def check_scan_options(where: str, grid, span, batches, batch_size, seed) -> tuple[int, float, int, int, int]:
-    grid = checks.integer(where, "grid", grid)
-    if grid < 2:
-        raise ValueError(f"{where}: grid must be an int >= 2 (points per axis; fewer is an empty grid), got {grid}")
+    grid = checks.integer(where, "grid", grid, low=2)  # points per axis: one point is no landscape
     span = checks.real(where, "span", span, low=0.0, low_open=True)
     batches = checks.integer(where, "batches", batches, low=1)
     batch_size = checks.integer(where, "batch_size", batch_size, low=1)
@@ -220,13 +224,9 @@ def loss_landscape(model, batches, *, time_steps: int, grid: int = 11, span: flo
 
 def plot_landscape(result: LandscapeResult, title: str):
     """Contour map (left) and surface (right) of f(α, β); returns a ``matplotlib.figure.Figure``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     alphas, betas = result.alphas, result.betas
     loss = np.ma.masked_invalid(result.loss.T)  # rows: β, columns: α (contour's convention)
-    fig = Figure(figsize=(14, 6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(14, 6, dpi=100)
     ax_map = fig.add_subplot(1, 2, 1)
     ax_surface = fig.add_subplot(1, 2, 2, projection="3d")
     mesh_a, mesh_b = np.meshgrid(alphas, betas)
@@ -263,9 +263,7 @@ def settings_hash(settings: dict, model) -> str:
 
 
 def result_to_json(result: LandscapeResult, digest: str, title: str) -> dict:
-    def grid_list(values):
-        return [[None if not math.isfinite(v) else float(v) for v in row] for row in values]
-
+    """The JSON of a (partial) scan: points not computed yet are NaN here, ``null`` once written."""
     loss = result.loss
     finite = loss[np.isfinite(loss)]
     return {
@@ -277,9 +275,9 @@ def result_to_json(result: LandscapeResult, digest: str, title: str) -> dict:
         "points_done": int(finite.size),
         "alphas": [float(a) for a in result.alphas],
         "betas": [float(b) for b in result.betas],
-        "loss": grid_list(loss),
-        "accuracy": grid_list(result.accuracy),
-        "centre_loss": None if math.isnan(result.centre_loss()) else result.centre_loss(),
+        "loss": loss,
+        "accuracy": result.accuracy,
+        "centre_loss": result.centre_loss(),
         "min_loss": float(finite.min()) if finite.size else None,
         "max_loss": float(finite.max()) if finite.size else None,
         "note": "loss[i][j] = f(alphas[i], betas[j]), mean cross-entropy in eval mode (BN running statistics) "
@@ -289,10 +287,7 @@ def result_to_json(result: LandscapeResult, digest: str, title: str) -> dict:
 
 def read_partial(path: Path, digest: str) -> LandscapeResult | None:
     """The points of an earlier scan in ``path`` when its settings hash is ``digest``, else None."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    data = read_json(path, None)
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("settings_hash") != digest:
         return None
 
@@ -304,18 +299,6 @@ def read_partial(path: Path, digest: str) -> LandscapeResult | None:
                                grid_array(data["loss"]), grid_array(data["accuracy"]))
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def write_json_atomically(path: Path, data: dict) -> None:
-    from tinyspike.train.run_dir import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
-
-
-def save_figure_atomically(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
 
 
 def run_landscape(source, out_dir, grid: int = 11, span: float = 1.0, batches: int = 2, batch_size: int = 32,
@@ -337,12 +320,9 @@ def run_landscape(source, out_dir, grid: int = 11, span: float = 1.0, batches: i
     grid, span, batches, batch_size, seed = check_scan_options(where, grid, span, batches, batch_size, seed)
     split = checks.choice(where, "split", split, ("train", "test"))
     progress = checks.boolean(where, "progress", progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(where, out_dir)
     model = source.model
-    data = list(source.batches(split=split, batch_size=batch_size, limit=batches))
-    if not data:
-        raise ValueError(f"{where}: the {split} split of {source.dataset_name} gave no batches")
+    data = take_batches(source, batch_size, batches, split)
     settings = {
         "grid": grid, "span": span, "batches": batches, "batch_size": batch_size, "seed": seed, "split": split,
         "model": source.model_name, "dataset": source.dataset_name, "time_steps": int(source.time_steps),
@@ -350,18 +330,17 @@ def run_landscape(source, out_dir, grid: int = 11, span: float = 1.0, batches: i
         "images": int(sum(len(labels) for _, labels in data)),
     }
     digest = settings_hash(settings, model)
-    json_path, png_path = out_dir / f"{NAME}.json", out_dir / f"{NAME}.png"
+    json_path, png_path = output_paths(out_dir, NAME)
     title = source.title(f"loss landscape ({split} loss, {settings['images']} images, eval-mode BN)")
     previous = read_partial(json_path, digest) if json_path.exists() else None
 
     def save(result):
         result.settings = settings
-        write_json_atomically(json_path, result_to_json(result, digest, title))
+        write_json(json_path, result_to_json(result, digest, title))
 
     result = loss_landscape(model, data, time_steps=int(source.time_steps), grid=grid, span=span, seed=seed,
                             previous=previous, on_point=save, progress=progress)
     result.settings = settings
-    summary = result_to_json(result, digest, title)
-    write_json_atomically(json_path, summary)
-    save_figure_atomically(plot_landscape(result, title), png_path)
+    summary = write_json(json_path, {**result_to_json(result, digest, title), "source": describe_source(source)})
+    write_figure(png_path, plot_landscape(result, title))
     return summary

@@ -35,10 +35,7 @@ class SourceError(ValueError):
 
 def find_checkpoint(path) -> Path:
     """``path`` itself if it is a file; for a run folder, its ``best.npz`` (else ``last.npz``)."""
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"AnalysisSource: checkpoint must be a path (str or Path), got {checks.kind_of(path)} "
-                        f"{checks.show(path)}")
-    path = Path(path)
+    path = Path(checks.path("AnalysisSource", "checkpoint", path))
     if path.is_dir():
         for name in ("best.npz", "last.npz"):
             if (path / name).is_file():
@@ -59,12 +56,7 @@ def _options(where: str, name: str, value) -> dict:
 
 
 def _data_dir(where: str, value):
-    if value is None:
-        return None
-    if not isinstance(value, (str, Path)):
-        raise TypeError(f"{where}: data_dir must be a folder path (str or Path) or None, got "
-                        f"{checks.kind_of(value)} {checks.show(value)}")
-    return str(value)
+    return None if value is None else checks.path(where, "data_dir", value)
 
 
 @dataclass

@@ -29,6 +29,15 @@ is 8×8, smaller than the window, and cropping would leave nothing.
 Pairs are taken between consecutive positions of the same H×W only; a pair across a stage change
 (a new spatial size) is skipped (recorded as None), not resampled: resampling would add its own
 smoothing to the similarity.
+
+Options of ``run_ssim`` (``tinyspike analyze ssim ... --opt KEY=VALUE``): ``batch_size`` (32),
+``batches`` (1), ``compare`` (None: model names measured beside the source, freshly initialised),
+``position`` ("stream", "lif1" or "lif2"), ``batch_statistics`` (True, False or "auto": batch
+statistics for an untrained model, running ones for a checkpoint).
+
+Outputs: ``<out>/ssim.png`` (a radar chart, one spoke per same-size consecutive pair, one polygon
+per model) and ``<out>/ssim.json`` (the SSIM values, None across a stage change, and the maps
+themselves). Forward passes only: a rerun recomputes and overwrites both files.
 """
 
 from __future__ import annotations
@@ -39,8 +48,9 @@ import numpy as np
 
 from tinyspike import backend, checks
 from tinyspike.analysis.hooks import array_of
-from tinyspike.analysis.grad_norms import (check_batches, check_compare, check_out_dir, compare_source,
-                                          model_state_kept, new_figure, residual_blocks, take_batches, write_outputs)
+from tinyspike.analysis.blocks import (check_batches, check_model_names, compare_source, describe_source, measuring,
+                                       residual_blocks, take_batches)
+from tinyspike.analysis.outputs import new_figure, output_dir, write_outputs
 
 NAME = "ssim"
 POSITIONS = ("stream", "lif1", "lif2")
@@ -119,7 +129,6 @@ def firing_rate_maps(model, batches, time_steps=None, position="stream", model_n
     """Firing-rate maps (mean over T, samples and channels) at every block (module docstring).
     No gradients; BN with running statistics or, if ``batch_statistics``, each batch's own."""
     from tinyspike import functional as F
-    from tinyspike.autograd import no_grad
     from tinyspike.models.blocks import SPIKES
 
     where = "firing_rate_maps"
@@ -168,7 +177,7 @@ def firing_rate_maps(model, batches, time_steps=None, position="stream", model_n
         else:
             handles.append(getattr(block, position).register_forward_hook(make_lif_hook(i)))
     try:
-        with no_grad(), model_state_kept(model, batch_statistics):
+        with measuring(model, batch_statistics):
             for batch in batches:
                 images = batch[0] if isinstance(batch, (tuple, list)) else batch
                 model(images, time_steps=time_steps) if time_steps is not None else model(images)
@@ -245,9 +254,9 @@ def run_ssim(source, out_dir, batch_size=32, batches=1, compare=None, position="
     where = "run_ssim"
     checks.boolean_or(where, "batch_statistics", batch_statistics, ("auto",))
     batch_size, batches = check_batches(where, batch_size, batches)
-    compare = check_compare(where, compare)
+    compare = check_model_names(where, "compare", compare)
     position = checks.choice(where, "position", position, POSITIONS)
-    out_dir = check_out_dir(where, out_dir)
+    out_dir = output_dir(where, out_dir)
     residual_blocks(source.model, where)
     data = take_batches(source, batch_size, batches)
     sources = [(source, source.model_name)] + [(compare_source(source, n), None) for n in compare]
@@ -258,8 +267,7 @@ def run_ssim(source, out_dir, batch_size=32, batches=1, compare=None, position="
         maps.append(found)
         results.append(consecutive_ssim(found))
     figure = plot_ssim(results, source.title("firing-pattern similarity"))
-    describe = source.describe() if hasattr(source, "describe") else {"model": source.model_name}
-    payload = {"analysis": NAME, "source": describe,
+    payload = {"analysis": NAME, "source": describe_source(source),
                "options": {"batch_size": batch_size, "batches": batches, "compare": compare, "position": position,
                            "batch_statistics": batch_statistics,
                            "window": "gaussian sigma 1.5, truncate 3.5 (11x11), reflect borders, mean over all "

@@ -103,6 +103,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     _replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a figure's PNG bytes)."""
+    _replace_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def atomic_copy(src: Path, dst: Path) -> None:
     """Copy the file ``src`` to ``dst`` atomically (``best.npz`` from ``last.npz``)."""
     _replace_atomically(dst, lambda tmp: shutil.copyfile(src, tmp))
