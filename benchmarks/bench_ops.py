@@ -62,7 +62,7 @@ def bench_batch_norm() -> dict:
 
         row = {}
         for choice in ("reference", "fast"):
-            with kernels.forced(choice):
+            with kernels.use(choice):
                 row[choice] = (_median_and_min_ms(forward), _median_and_min_ms(forward_backward))
         results[shape] = row
         (rf, rfb), (ff, ffb) = row["reference"], row["fast"]
@@ -96,8 +96,8 @@ def bench_lif(repeats: int = 21) -> dict:
           f"  [load average {load:.1f}]")
     results = {}
     for impl in ("reference", "numba_cpu"):
-        forward = kernels.get("lif", "lif_forward", impl)
-        backward = kernels.get("lif", "lif_backward", impl)
+        forward = getattr(kernels.LIF, impl).lif_forward
+        backward = getattr(kernels.LIF, impl).lif_backward
         _, saved = forward(x, 0.5, 0.25, sg, True)
         cases = {
             "forward": (lambda: forward(x, 0.5, 0.25, sg, True), step_bytes),
@@ -160,8 +160,8 @@ def bench_conv2d(repeats: int = 9) -> dict:
         fmt = lambda t, n: f"{t[0]:6.1f} ({t[1]:6.1f}) {n * flop / t[0] / 1e6:4.0f} GF/s"  # noqa: E731
         row = {}
         for impl in ("reference", "numba_cpu"):
-            forward = kernels.get("conv", "conv2d_forward", impl)
-            backward = kernels.get("conv", "conv2d_backward", impl)
+            forward = getattr(kernels.CONV, impl).conv2d_forward
+            backward = getattr(kernels.CONV, impl).conv2d_backward
 
             def forward_backward():
                 forward(x, w, None, stride, padding)
@@ -177,7 +177,7 @@ def bench_conv2d(repeats: int = 9) -> dict:
             conv2d(xt, wt, None, stride, padding).backward(g)
             xt.grad = wt.grad = None
 
-        with kernels.forced("fast"):
+        with kernels.use("fast"):
             row["Function"] = (None, _median_and_min_ms(through_function, repeats))
         results[shape] = row
         print(f"  {channels:2d} ch {size:2d}x{size:<2d} (target {target:.0f})")

@@ -49,7 +49,8 @@ def test_source_from_checkpoint_holds_the_trained_weights_in_eval_mode(run_dir):
         assert np.array_equal(backend.to_numpy(state[key]), value), key
     assert not source.model.training
     assert (source.model_name, source.dataset_name, source.time_steps, source.epoch) == ("ms_resnet8", "digits", 2, 1)
-    assert source.title("SSIM") == f"SSIM - ms_resnet8 on digits (checkpoint {run_dir / 'best.npz'})"
+    assert source.title("SSIM") == f"SSIM - ms_resnet8 [widths=[4, 8, 8]] on digits (checkpoint {run_dir / 'best.npz'})"
+    assert source.legend_label() == "ms_resnet8 [widths=[4, 8, 8]] (trained, epoch 1)"
 
 
 def test_source_batches_give_the_accuracy_tinyspike_eval_reports(run_dir):
@@ -76,11 +77,27 @@ def test_batches_limit_and_splits():
         source.batches("val")
 
 
+def test_model_options_are_named_in_the_title_the_legend_and_the_json():
+    # A zero_init_residual=false run is another network than the default one: every figure and
+    # JSON must tell them apart. The standard architecture carries no option at all.
+    def source(**options):
+        return AnalysisSource.from_model("ms_resnet8", "digits", model_opts={"widths": [4, 8, 8], **options},
+                                         data_opts={"size": 8}, time_steps=2)
+
+    default, contrast = source(), source(zero_init_residual=False)
+    assert contrast.title("x") == "x - ms_resnet8 [widths=[4, 8, 8], zero_init_residual=false] on digits (untrained, seed 0)"
+    assert contrast.legend_label() == "ms_resnet8 [widths=[4, 8, 8], zero_init_residual=false] (untrained)"
+    assert default.describe()["model_options"] == {"widths": [4, 8, 8]}
+    assert contrast.describe()["model_options"] == {"widths": [4, 8, 8], "zero_init_residual": False}
+    standard = AnalysisSource.from_model("ms_resnet8", "digits", data_opts={"size": 8}, time_steps=2)
+    assert standard.model_options() == {} and standard.title("x") == "x - ms_resnet8 on digits (untrained, seed 0)"
+
+
 def test_untrained_source_is_seeded():
     def weights(seed):
         source = AnalysisSource.from_model("ms_resnet8", "digits", model_opts={"widths": [4, 8, 8]}, seed=seed)
         assert source.checkpoint is None and not source.model.training
-        assert source.title("x") == f"x - ms_resnet8 on digits (untrained, seed {seed})"
+        assert source.title("x") == f"x - ms_resnet8 [widths=[4, 8, 8]] on digits (untrained, seed {seed})"
         return {k: backend.to_numpy(v) for k, v in source.model.state_dict().items()}
 
     a, b, c = weights(3), weights(3), weights(4)

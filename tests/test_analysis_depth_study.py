@@ -142,3 +142,29 @@ def test_alternatives_default_to_the_five_block_types_and_the_alternative_recipe
     assert [c.model for c in seen] == ["ms_resnet8", "srb_resnet8", "src_resnet8", "vanilla_resnet8", "wolif_resnet8"]
     assert {c.recipe for c in seen} == {"alternative"}
     assert {c.augment for c in seen} == {"alternative"} and {c.weight_decay for c in seen} == {1e-4}
+
+
+def test_every_depth_8_family_on_digits_gets_the_same_standard_widths():
+    # The digits default model is ms_resnet8 with narrow widths 8/16/32; a study names its models
+    # explicitly, so MS-ResNet-8 must be built like the other depth-8 networks (16/32/64), or the
+    # study compares a 4x smaller MS network with the rest.
+    configs = depth_study.run_configs("digits", ["plain", "vanilla", "wolif", "ms"], [8], 3, None, {})
+    assert {config.model: config.model_options for config in configs.values()} == {
+        "plainnet8": {}, "vanilla_resnet8": {}, "wolif_resnet8": {}, "ms_resnet8": {}}
+
+
+def test_study_title_fits_names_the_folder_and_counts_epochs_in_the_singular(tmp_path, monkeypatch):
+    written = {}
+    monkeypatch.setattr(depth_study, "write_figure", lambda path, figure: written.setdefault("figure", figure))
+    folder = tmp_path / "a-long-folder-name-for-this-study"
+    folder.mkdir()
+    depth_study.write_summary(folder, "alternatives", "digits", ["ms", "srb", "src", "vanilla", "wolif"], [8], 1,
+                              "alternative")
+    figure = written["figure"]
+    figure.canvas.draw()
+    title = figure._suptitle.get_text()
+    assert "1 epoch" in title and "1 epochs" not in title
+    assert "a-long-folder-name-for-this-study/" in title and str(tmp_path) not in title
+    assert figure.axes[0].get_ylabel() == "test accuracy after 1 epoch (%)"
+    box, width = figure._suptitle.get_window_extent(), figure.get_figwidth() * figure.dpi
+    assert box.x0 >= 0 and box.x1 <= width, (box, width)

@@ -110,3 +110,17 @@ def test_run_firing_and_run_raster_write_their_outputs(tmp_path):
     assert raster["result"]["spikes"] == direct.spikes
     for name in ("firing.png", "raster.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_raster_keeps_the_top_neurons_visible_and_counts_in_the_title():
+    # neuron 99 (the top row) spikes at every step: nothing may cover it, and the axis ends at 99.5
+    spikes = np.zeros((4, 100), dtype=int)
+    spikes[:, 99] = 1
+    spikes[0, 0] = 1
+    result = P.RasterResult(model="m", layers=["a", "b"], neurons=[list(range(100))] * 2,
+                            spikes=[spikes.tolist(), spikes[:, :50].tolist()], shapes=[[4, 5, 5], [2, 5, 5]], sample=0)
+    figure = P.plot_raster(result, "t")
+    for ax, n, total in zip(figure.axes, (100, 50), (5, 1)):
+        assert ax.get_legend() is None
+        assert ax.get_ylim() == (-0.5, n - 0.5)
+        assert f"{total} spike{'s' if total != 1 else ''}," in ax.get_title()

@@ -123,7 +123,12 @@ def test_run_writes_png_and_json_for_the_source_and_its_comparison(tmp_path):
     assert (tmp_path / "grad-norms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stored = json.loads((tmp_path / "grad-norms.json").read_text())
     assert stored == result
-    assert [r["model"] for r in stored["results"]] == ["ms_resnet8", "vanilla_resnet8 (untrained)"]
+    # both models are untrained here, and both share the source's options: the labels say so
+    assert [r["model"] for r in stored["results"]] == ["ms_resnet8 [widths=[4, 8, 8]] (untrained)",
+                                                       "vanilla_resnet8 [widths=[4, 8, 8]] (untrained)"]
+    assert stored["source"]["model_options"] == {"widths": [4, 8, 8]}
+    subtitle = G.batch_words(G.GradNormResult(**stored["results"][0]))
+    assert subtitle == "1 batch of 4 images, T = 2"  # read from the [T, B, C, H, W] shape
     images, labels = next(iter(source.batches("test", batch_size=4, limit=1)))
     direct = G.block_gradient_norms(source.model, [(images, labels)], source.time_steps)
     np.testing.assert_allclose(stored["results"][0]["norms"], direct.norms, rtol=1e-12)

@@ -138,7 +138,7 @@ def test_json_and_plot_describe_the_scan(source, tmp_path):
     assert result["alphas"] == [-0.5, 0.0, 0.5] and result["betas"] == [-0.5, 0.0, 0.5]
     assert result["centre_loss"] == result["loss"][1][1]
     assert result["min_loss"] <= result["centre_loss"] <= result["max_loss"]
-    assert "ms_resnet8 on digits" in result["title"] and "untrained, seed 0" in result["title"]
+    assert "ms_resnet8 [widths=[4, 8, 8]] on digits" in result["title"] and "untrained, seed 0" in result["title"]
     stored = json.loads((tmp_path / "landscape.json").read_text())
     assert stored["loss"] == result["loss"] and stored["complete"]
     fig = plot_landscape(landscape.LandscapeResult(np.array(result["alphas"]), np.array(result["betas"]),

@@ -125,3 +125,53 @@ def test_run_ssim_writes_outputs_and_ms_at_init_is_self_similar(tmp_path):
 def test_model_without_blocks_is_refused():
     with pytest.raises(ValueError, match="model has no residual blocks"):
         S.firing_rate_maps(models.build("ms_resnet8", **TINY).stem, [np.zeros((1, 3, 8, 8), np.float32)])
+
+
+def _deep_result(blocks_per_stage: int, model: str = "m") -> S.SSIMResult:
+    """The pairs of a 3-stage CIFAR network (blocks_per_stage blocks per stage, then the head),
+    None at the two stage changes, as consecutive_ssim gives them."""
+    names = [f"stages.{s}.{b}" for s in range(3) for b in range(blocks_per_stage)] + ["head"]
+    sizes = [[32 >> s, 32 >> s] for s in range(3) for _ in range(blocks_per_stage)] + [[8, 8]]
+    pairs = [f"{a} -> {b}" for a, b in zip(names, names[1:])]
+    rng = np.random.default_rng(1)
+    values = [None if sizes[i] != sizes[i + 1] else float(rng.uniform(0.8, 1.0)) for i in range(len(pairs))]
+    return S.SSIMResult(model=model, position="stream", pairs=pairs, values=values, sizes=sizes)
+
+
+@pytest.mark.parametrize("blocks_per_stage", [3, 9, 18])  # depths 20, 56, 110
+def test_radar_labels_about_a_dozen_spokes_and_marks_the_stage_changes(blocks_per_stage):
+    result = _deep_result(blocks_per_stage)
+    figure = S.plot_ssim([result], "a title")
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    measured = [i for i, v in enumerate(result.values) if v is not None]
+    changes = [i for i, v in enumerate(result.values) if v is None]
+    assert len(labels) == len(result.pairs)  # every pair keeps its spoke, stage changes included
+    named = [i for i, text in enumerate(labels) if text]
+    assert named[0] == measured[0] and set(named) <= set(measured)
+    assert min(len(measured), 12) <= len(named) <= 16, len(named)
+    # each stage change is a dashed spoke, named once in the legend
+    angles = np.linspace(0, 2 * np.pi, len(result.pairs), endpoint=False)
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert sorted(float(line.get_xdata()[0]) for line in dashed) == pytest.approx(angles[changes], abs=1e-12)
+    assert any("stage change" in text.get_text() for text in ax.get_legend().get_texts())
+    # the outer ring is 1.0 and carries no radial label (its value is in the title)
+    assert ax.get_ylim()[1] == 1.0
+    assert max(ax.get_yticks()) < 1.0 - 1e-9
+    # the outline breaks at the stage changes: one line per stage, none crossing a changed spoke
+    outlines = [line for line in ax.lines if line.get_linestyle() == "-"]
+    assert len(outlines) == 3
+    for line in outlines:
+        inside = set(np.round(line.get_xdata(), 12))
+        assert not inside & set(np.round(angles[changes], 12))
+
+
+def test_radar_title_is_wrapped_inside_the_figure():
+    title = "firing-pattern similarity - ms_resnet56 [zero_init_residual=false] on cifar10 (checkpoint " + \
+            "/a/very/long/absolute/path/to/a/run/folder/of/some/study/best.npz)"
+    figure = S.plot_ssim([_deep_result(9), _deep_result(9, "other")], title)
+    figure.canvas.draw()
+    box = figure._suptitle.get_window_extent()
+    width = figure.get_figwidth() * figure.dpi
+    assert box.x0 >= 0 and box.x1 <= width, (box, width)

@@ -8,7 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 from tinyspike import ops
 from tinyspike.autograd import Function, Tensor, is_grad_enabled, no_grad
-from tinyspike.gradcheck import GradcheckError, gradcheck
+from tinyspike.gradcheck import GradcheckError, central_difference, gradcheck
 
 small_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 finite = st.floats(-3, 3, allow_nan=False, width=64)
@@ -267,3 +267,32 @@ def test_gradcheck_keeps_a_0d_input_0d():
 
     assert gradcheck(fn, np.array(0.7))
     assert set(seen) == {()}
+
+
+def test_central_difference_error_is_the_stated_truncation_term():
+    # L(x) = exp(x[0]) has L‴ = exp, so the budget's truncation term ε²·L‴/6 predicts the error at
+    # ε = 1e-3 (the rounding term, ~1e-13 there, and the next Taylor term, ~1e-14, are far below)
+    x = np.array([0.3, -1.0])
+    numerical = central_difference(lambda: float(np.exp(x[0])), x.reshape(-1), 0, 1e-3)
+    predicted = (1e-3) ** 2 * np.exp(0.3) / 6
+    assert abs((numerical - np.exp(0.3)) / predicted - 1) < 1e-3  # the error is that term, to 0.1 %
+    np.testing.assert_array_equal(x, [0.3, -1.0])  # and the input is restored exactly
+
+
+def test_central_difference_rounding_term_bounds_the_error_at_tiny_eps():
+    # at ε = 1e-10 the truncation term is ~1e-21; what is left is rounding, about ε_machine·|L|/ε
+    x = np.array([0.3])
+    eps = 1e-10
+    numerical = central_difference(lambda: float(np.exp(x[0])), x, 0, eps)
+    bound = 4 * np.finfo(np.float64).eps * np.exp(0.3) / eps  # two evaluations off by ≤ ε_m·|L| each, ×2 margin
+    assert abs(numerical - np.exp(0.3)) <= bound
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=5))
+def test_mean_is_numpys_mean_exactly(data, shape):
+    # mean is Sum then Div by n: the same pairwise sum and one division as NumPy's, bit for bit
+    x = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(-1e3, 1e3, width=32)))
+    axis = data.draw(st.none() | st.integers(0, len(shape) - 1))
+    keepdims = data.draw(st.booleans())
+    np.testing.assert_array_equal(ops.mean(Tensor(x), axis, keepdims).numpy(), x.mean(axis=axis, keepdims=keepdims))

@@ -69,8 +69,8 @@ def integer_valued(rng, shape):
 def test_numba_im2col_col2im_equal_reference_and_are_adjoint(geometry, seed):
     n, c, _, h, w, kh, kw, stride, padding = geometry
     rng = np.random.default_rng(seed)
-    reference = kernels.get("conv", "im2col", "reference"), kernels.get("conv", "col2im", "reference")
-    fast = kernels.get("conv", "im2col", "numba_cpu"), kernels.get("conv", "col2im", "numba_cpu")
+    reference = kernels.CONV.reference.im2col, kernels.CONV.reference.col2im
+    fast = kernels.CONV.numba_cpu.im2col, kernels.CONV.numba_cpu.col2im
     x = integer_valued(rng, (n, c, h, w))
 
     cols = reference[0](x, kh, kw, stride, padding)
@@ -86,9 +86,9 @@ def test_numba_im2col_col2im_equal_reference_and_are_adjoint(geometry, seed):
 def test_im2col_layout_on_a_tiny_example():
     """cols[(c, a, b), (n, i, j)] = xpad[n, c, i + a, j + b]: rows are taps, columns positions."""
     x = dev(np.arange(1.0, 5.0).reshape(1, 1, 2, 2))  # [[1, 2], [3, 4]]
-    cols = host(kernels.get("conv", "im2col", "reference")(x, 2, 2, (1, 1), (0, 0)))
+    cols = host(kernels.CONV.reference.im2col(x, 2, 2, (1, 1), (0, 0)))
     np.testing.assert_array_equal(cols, [[1], [2], [3], [4]])
-    cols = host(kernels.get("conv", "im2col", "reference")(x, 1, 1, (1, 1), (1, 1)))
+    cols = host(kernels.CONV.reference.im2col(x, 1, 1, (1, 1), (1, 1)))
     np.testing.assert_array_equal(cols, [[0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0]])
 
 
@@ -97,15 +97,15 @@ def test_im2col_layout_on_a_tiny_example():
 def test_im2col_expands_bool_spikes_into_the_out_dtype(implementation):
     rng = np.random.default_rng(1)
     spikes = rng.random((2, 3, 5, 4)) < 0.3
-    im2col = kernels.get("conv", "im2col", implementation)
-    expected = kernels.get("conv", "im2col", "reference")(spikes.astype(np.float32), 3, 3, (2, 1), (1, 1))
+    im2col = getattr(kernels.CONV, implementation).im2col
+    expected = kernels.CONV.reference.im2col(spikes.astype(np.float32), 3, 3, (2, 1), (1, 1))
     out = np.empty(expected.shape, np.float32)
     np.testing.assert_array_equal(im2col(spikes, 3, 3, (2, 1), (1, 1), out=out), expected)
 
 
 @on_numpy
 def test_numba_kernels_reject_a_wrong_out():
-    im2col = kernels.get("conv", "im2col", "numba_cpu")
+    im2col = kernels.CONV.numba_cpu.im2col
     x = np.zeros((1, 1, 4, 4))
     with pytest.raises(ValueError, match="out must be a C-contiguous array of shape"):
         im2col(x, 3, 3, (1, 1), (0, 0), out=np.zeros((9, 5)))
@@ -124,11 +124,11 @@ def test_fused_numba_conv_equals_reference(small_chunks, geometry, with_bias, se
     rng = np.random.default_rng(seed)
     x, weight = integer_valued(rng, (n, c, h, w)), integer_valued(rng, (o, c, kh, kw))
     bias = integer_valued(rng, (o,)) if with_bias else None
-    ref_fwd, ref_bwd = (kernels.get("conv", k, "reference") for k in ("conv2d_forward", "conv2d_backward"))
-    fast_fwd, fast_bwd = (kernels.get("conv", k, "numba_cpu") for k in ("conv2d_forward", "conv2d_backward"))
+    ref_fwd, ref_bwd = (getattr(kernels.CONV.reference, k) for k in ("conv2d_forward", "conv2d_backward"))
+    fast_fwd, fast_bwd = (getattr(kernels.CONV.numba_cpu, k) for k in ("conv2d_forward", "conv2d_backward"))
 
-    y = ref_fwd(x, weight, bias, stride, padding)
-    np.testing.assert_array_equal(fast_fwd(x, weight, bias, stride, padding), y)
+    y, _ = ref_fwd(x, weight, bias, stride, padding)
+    np.testing.assert_array_equal(fast_fwd(x, weight, bias, stride, padding)[0], y)
     np.testing.assert_array_equal(y, direct_conv(x, weight, bias, stride, padding))
 
     g = integer_valued(rng, y.shape)
@@ -148,13 +148,13 @@ def test_fused_numba_conv_float32_close_to_reference(small_chunks):
     x = rng.standard_normal((5, 4, 9, 7), dtype=np.float32)
     weight = rng.standard_normal((6, 4, 3, 3), dtype=np.float32)
     g = rng.standard_normal((5, 6, 9, 7), dtype=np.float32)
-    y_ref = kernels.get("conv", "conv2d_forward", "reference")(x, weight, None, (1, 1), (1, 1))
-    y = kernels.get("conv", "conv2d_forward", "numba_cpu")(x, weight, None, (1, 1), (1, 1))
+    y_ref, _ = kernels.CONV.reference.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+    y, _ = kernels.CONV.numba_cpu.conv2d_forward(x, weight, None, (1, 1), (1, 1))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
     args = (g, x, weight, (1, 1), (1, 1), ALL, x.shape, weight.shape)
-    for e, f in zip(kernels.get("conv", "conv2d_backward", "reference")(*args),
-                    kernels.get("conv", "conv2d_backward", "numba_cpu")(*args)):
+    for e, f in zip(kernels.CONV.reference.conv2d_backward(*args),
+                    kernels.CONV.numba_cpu.conv2d_backward(*args)):
         assert f.dtype == np.float32
         np.testing.assert_allclose(f, e, rtol=1e-4, atol=1e-4)
 
@@ -165,16 +165,20 @@ def test_forward_packs_binary_inputs_as_bool(small_chunks, implementation):
     rng = np.random.default_rng(8)
     spikes = (rng.random((5, 2, 6, 5)) < 0.4).astype(np.float32)
     weight = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
-    forward = kernels.get("conv", "conv2d_forward", implementation)
-    pack = kernels.get("conv", "pack_binary", implementation)
-    y, packed = forward(spikes, weight, None, (1, 1), (1, 1), pack=True)
-    np.testing.assert_array_equal(y, forward(spikes, weight, None, (1, 1), (1, 1)))
-    assert packed.dtype == np.bool_
+    forward = getattr(kernels.CONV, implementation).conv2d_forward
+    pack = getattr(kernels.CONV, implementation).pack_spikes
+    packed = np.zeros(spikes.shape, dtype=np.bool_)
+    y, not_binary = forward(spikes, weight, None, (1, 1), (1, 1), packed)
+    assert not_binary == 0
+    np.testing.assert_array_equal(y, forward(spikes, weight, None, (1, 1), (1, 1))[0])
     np.testing.assert_array_equal(packed, spikes != 0)
-    np.testing.assert_array_equal(pack(spikes), packed)
+    alone = np.zeros(spikes.shape, dtype=np.bool_)
+    assert pack(spikes, alone) == 0
+    np.testing.assert_array_equal(alone, packed)
     spikes[4, 1, 5, 4] = 2.0  # in the last chunk
-    assert forward(spikes, weight, None, (1, 1), (1, 1), pack=True)[1] is None
-    assert pack(spikes) is None
+    spikes[0, 0, 0, 0] = -1.0  # in the first
+    assert forward(spikes, weight, None, (1, 1), (1, 1), packed)[1] == 2
+    assert pack(spikes, alone) == 2
 
 
 # ---- the Function --------------------------------------------------------------------------------
@@ -190,7 +194,7 @@ def test_conv2d_gradcheck(choice, geometry, with_bias, seed):
     x = dev(rng.standard_normal((n, c, h, w)))
     weight = dev(rng.standard_normal((o, c, kh, kw)))
     inputs = (x, weight) + ((dev(rng.standard_normal(o)),) if with_bias else ())
-    with kernels.forced(choice):
+    with kernels.use(choice):
         assert gradcheck(lambda x, w, *b: conv2d(x, w, b[0] if b else None, stride, padding), *inputs)
 
 
@@ -202,7 +206,7 @@ def test_conv2d_forward_equals_direct_convolution(choice, geometry, with_bias, s
     rng = np.random.default_rng(seed)
     x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw))
     bias = rng.standard_normal(o) if with_bias else None
-    with kernels.forced(choice):
+    with kernels.use(choice):
         y = conv2d(dev(x), dev(weight), None if bias is None else dev(bias), stride, padding)
     np.testing.assert_allclose(host(y), direct_conv(x, weight, bias, stride, padding), rtol=1e-12, atol=1e-12)
 
@@ -214,7 +218,7 @@ def test_gradients_of_only_some_inputs():
     g = rng.standard_normal((2, 4, 6, 5))
     w_t = Tensor(dev(weight), requires_grad=True)
     conv2d(dev(x), w_t, padding=1).backward(dev(g))
-    expected_x, expected_w, _ = kernels.get("conv", "conv2d_backward", "reference")(
+    expected_x, expected_w, _ = kernels.CONV.reference.conv2d_backward(
         dev(g), dev(x), dev(weight), (1, 1), (1, 1), ALL, x.shape, weight.shape
     )
     np.testing.assert_allclose(host(w_t.grad), host(expected_w), rtol=1e-12)
@@ -261,7 +265,7 @@ def test_dtype_is_kept(dtype):
     assert x.grad.dtype == weight.grad.dtype == bias.grad.dtype == dtype
 
 
-def test_binary_input_saves_bool_and_gives_the_same_gradients():
+def test_spike_input_saves_bool_and_gives_the_same_gradients():
     rng = np.random.default_rng(6)
     spikes = (rng.random((4, 3, 6, 6)) < 0.3).astype(np.float32)
     weight = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
@@ -269,7 +273,7 @@ def test_binary_input_saves_bool_and_gives_the_same_gradients():
     grads = []
     for binary in (False, True):
         x_t, w_t = Tensor(dev(spikes), requires_grad=True), Tensor(dev(weight), requires_grad=True)
-        y = conv2d(x_t, w_t, padding=1, binary_input=binary)
+        y = conv2d(x_t, w_t, padding=1, spike_input=binary)
         saved_x = y.grad_fn.ctx.saved_tensors[0]
         assert saved_x.dtype == (np.bool_ if binary else np.float32)
         y.backward(g)
@@ -278,8 +282,8 @@ def test_binary_input_saves_bool_and_gives_the_same_gradients():
     np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-6)
 
     not_spikes = Tensor(dev(spikes * 0.5), requires_grad=True)
-    with pytest.raises(ValueError, match="binary_input=True but x holds values other than 0 and 1"):
-        conv2d(not_spikes, Tensor(dev(weight), requires_grad=True), padding=1, binary_input=True)
+    with pytest.raises(ValueError, match="spike_input=True but x holds values other than 0 and 1"):
+        conv2d(not_spikes, Tensor(dev(weight), requires_grad=True), padding=1, spike_input=True)
 
 
 # ---- argument checks ----------------------------------------------------------------------------
@@ -310,7 +314,7 @@ def _w(shape=(4, 3, 3, 3), dtype=np.float32):
         (dict(padding=-1), ValueError, "padding must be an int >= 0, got -1"),
         (dict(weight=_w((4, 3, 7, 3))), ValueError, "the output would be empty: input height 5 .* kernel height 7"),
         (dict(weight=_w((4, 3, 1, 9)), padding=1), ValueError, "the output would be empty: input width 5"),
-        (dict(binary_input="yes"), TypeError, "binary_input must be True or False"),
+        (dict(spike_input="yes"), TypeError, "spike_input must be True or False"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, message):
@@ -339,9 +343,9 @@ def test_reference_kernels_run_on_cupy():
     rng = np.random.default_rng(7)
     x, weight, bias = rng.standard_normal((3, 2, 7, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
     g = rng.standard_normal((3, 4, 4, 3))
-    forward = kernels.get("conv", "conv2d_forward", "reference")
-    backward = kernels.get("conv", "conv2d_backward", "reference")
-    y = forward(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), (2, 2), (1, 0))
+    forward = kernels.CONV.reference.conv2d_forward
+    backward = kernels.CONV.reference.conv2d_backward
+    y, _ = forward(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), (2, 2), (1, 0))
     np.testing.assert_allclose(y.get(), direct_conv(x, weight, bias, (2, 2), (1, 0)), rtol=1e-10, atol=1e-10)
     on_gpu = backward(
         cupy.asarray(g), cupy.asarray(x), cupy.asarray(weight), (2, 2), (1, 0), ALL, x.shape, weight.shape

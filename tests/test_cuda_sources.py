@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tinyspike.functional import surrogate as surrogates
 from tinyspike.kernels.cuda import conv as cuda_conv
 from tinyspike.kernels.cuda import lif as cuda_lif
 
@@ -21,7 +22,8 @@ NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
 
 FLOATS = ("float32", "float64")
-LIF_VARIANTS = {f"lif_{dt}_{sg}": cuda_lif.lif_source(dt, sg) for dt in FLOATS for sg in cuda_lif.SURROGATE_NAMES}
+SURROGATE_NAMES = sorted(surrogates.SURROGATES)  # every built-in one has CUDA forms
+LIF_VARIANTS = {f"lif_{dt}_{sg}": cuda_lif.lif_source(dt, surrogates.get(sg)) for dt in FLOATS for sg in SURROGATE_NAMES}
 IM2COL_VARIANTS = {
     f"im2col_{src}_{dst}": cuda_conv.im2col_source(src, dst)
     for src in ("float32", "float64", "bool", "uint8")
@@ -63,7 +65,7 @@ def test_col2im_kernels_compile(tmp_path):
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_lif_kernels_have_no_fused_multiply_add(tmp_path, dtype):
     """Without --fmad=false nvcc fuses τ·u·(1-s) + x into one FMA (checked: the control case)."""
-    source = cuda_lif.lif_source(dtype, "rectangular")
+    source = cuda_lif.lif_source(dtype, surrogates.get("rectangular"))
     exact = open(nvcc(str(tmp_path), "exact", source, cuda_lif.COMPILE_OPTIONS, "ptx")).read()
     assert "fma.rn" not in exact
     contracted = open(nvcc(str(tmp_path), "contracted", source, (), "ptx")).read()
@@ -75,7 +77,7 @@ def test_float32_lif_kernels_do_no_double_arithmetic(tmp_path):
     import re
 
     for name in ("sigmoid", "smooth", "triangle"):
-        ptx = open(nvcc(str(tmp_path), name, cuda_lif.lif_source("float32", name), cuda_lif.COMPILE_OPTIONS, "ptx")).read()
+        ptx = open(nvcc(str(tmp_path), name, cuda_lif.lif_source("float32", surrogates.get(name)), cuda_lif.COMPILE_OPTIONS, "ptx")).read()
         assert not re.search(r"\.f64\s", ptx), name
 
 
@@ -87,10 +89,14 @@ def test_every_kernel_function_is_extern_c():
 
 
 def test_unsupported_variants_raise():
+    class Mine(surrogates.Surrogate):  # array grad only: no CUDA forms
+        def grad(self, d):
+            return d * 0
+
     with pytest.raises(TypeError, match="float32 and float64"):
-        cuda_lif.lif_source(np.float16, "rectangular")
-    with pytest.raises(ValueError, match="surrogate"):
-        cuda_lif.lif_source(np.float32, "mine")
+        cuda_lif.lif_source(np.float16, surrogates.get("rectangular"))
+    with pytest.raises(ValueError, match="no CUDA LIF kernel for surrogate"):
+        cuda_lif.lif_source(np.float32, Mine())
     with pytest.raises(TypeError, match="col2im"):
         cuda_conv.col2im_source(np.uint8)
     with pytest.raises(TypeError, match="im2col"):
@@ -151,18 +157,18 @@ def _args(*values):
 
 def emulated_lif(tmp_path, x, surrogate, detach_reset, grad_spikes):
     """(spikes, saved, grad_x) from the emulated kernels, launched as kernels.cuda.lif launches them."""
-    lib = emulate(tmp_path, f"lif_{x.dtype}_{surrogate.name}", cuda_lif.lif_source(x.dtype, surrogate.name))
+    lib = emulate(tmp_path, f"lif_{x.dtype}_{surrogate.name}", cuda_lif.lif_source(x.dtype, surrogate))
     dtype, steps = x.dtype, x.shape[0]
     n = np.int64(x.size // steps)
     tau, vth = dtype.type(0.25), dtype.type(0.5)
     spikes, grad_x = np.empty_like(x), np.empty_like(x)
+    c0, c1 = cuda_lif._constants(surrogate, dtype)
     if cuda_lif.saves_codes(surrogate, detach_reset):
         saved = np.empty(x.shape, np.uint8)
-        lib.lif_forward_codes(*_args(x, spikes, saved, n, np.int32(steps), tau, vth, dtype.type(surrogate.param / 2)))
-        lib.lif_backward_codes(*_args(grad_spikes, saved, grad_x, n, np.int32(steps), tau, dtype.type(1.0 / surrogate.param)))
+        lib.lif_forward_codes(*_args(x, spikes, saved, n, np.int32(steps), tau, vth, c0))
+        lib.lif_backward_codes(*_args(grad_spikes, saved, grad_x, n, np.int32(steps), tau, c1))
     else:
         saved = np.empty_like(x)
-        c0, c1 = cuda_lif._constants(surrogate, dtype)
         lib.lif_forward_u(*_args(x, spikes, saved, n, np.int32(steps), tau, vth, c0, c1))
         lib.lif_backward_u(*_args(grad_spikes, saved, grad_x, n, np.int32(steps), tau, vth, c0, c1, np.int32(detach_reset)))
     return spikes, saved, grad_x
@@ -170,10 +176,9 @@ def emulated_lif(tmp_path, x, surrogate, detach_reset, grad_spikes):
 
 @needs_gxx
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("name", cuda_lif.SURROGATE_NAMES)
+@pytest.mark.parametrize("name", SURROGATE_NAMES)
 @pytest.mark.parametrize("detach_reset", [True, False])
 def test_emulated_lif_kernels_equal_reference(tmp_path, dtype, name, detach_reset):
-    from tinyspike.functional import surrogate as surrogates
     from tinyspike.kernels.reference import lif as ref
 
     sg = surrogates.get(name)

@@ -22,7 +22,8 @@ from tinyspike.functional.lif import lif
 from tinyspike.functional.linear import linear
 from tinyspike.functional.loss import cross_entropy
 from tinyspike.functional.norm import batch_norm
-from tinyspike.functional.pool import avg_pool2d, max_pool2d
+from tinyspike.extras.pool import max_pool2d
+from tinyspike.functional.pool import avg_pool2d
 from tinyspike.gradcheck import gradcheck
 from tinyspike.kernels.reference import conv as ref_conv
 from tinyspike.kernels.reference import lif as ref_lif
@@ -112,7 +113,7 @@ def test_lif_uses_cuda_kernels_and_codes_on_cupy(gpu):
     from tinyspike import kernels
     from tinyspike.kernels.cuda import lif as cuda_lif
 
-    assert kernels.get("lif", "lif_forward") is cuda_lif.lif_forward
+    assert kernels.LIF.pick() is cuda_lif
     _, saved = cuda_lif.lif_forward(cp().zeros((3, 4), np.float32), 0.5, 0.25, surrogates.get("rectangular"))
     assert saved.dtype == np.uint8  # 1 byte per neuron-step
 
@@ -198,8 +199,8 @@ def test_cuda_conv_equals_reference(gpu, geometry, dtype, rtol):
     rng = np.random.default_rng(1)
     o = 6
     x, wt, b = (rng.standard_normal(s).astype(dtype) for s in ((n, c, h, w), (o, c, kh, kw), (o,)))
-    y = ref_conv.conv2d_forward(x, wt, b, stride, padding)
-    d_y = cuda_conv.conv2d_forward(cp().asarray(x), cp().asarray(wt), cp().asarray(b), stride, padding)
+    y, _ = ref_conv.conv2d_forward(x, wt, b, stride, padding)
+    d_y, _ = cuda_conv.conv2d_forward(cp().asarray(x), cp().asarray(wt), cp().asarray(b), stride, padding)
     assert rel_err(host(d_y), y) < rtol
     gy = rng.standard_normal(y.shape).astype(dtype)
     want = ref_conv.conv2d_backward(gy, x, wt, stride, padding, (True, True, True), x.shape, wt.shape)
@@ -208,8 +209,10 @@ def test_cuda_conv_equals_reference(gpu, geometry, dtype, rtol):
     for g, r in zip(got, want):
         assert g.dtype == dtype and rel_err(host(g), r) < rtol
     spikes = (rng.random((n, c, h, w)) < 0.3).astype(dtype)
-    d_y, packed = cuda_conv.conv2d_forward(cp().asarray(spikes), cp().asarray(wt), None, stride, padding, pack=True)
-    assert packed.dtype == np.bool_ and rel_err(host(d_y), ref_conv.conv2d_forward(spikes, wt, None, stride, padding)) < rtol
+    packed = cp().empty(spikes.shape, dtype=bool)
+    d_y, not_binary = cuda_conv.conv2d_forward(cp().asarray(spikes), cp().asarray(wt), None, stride, padding, packed)
+    assert not_binary == 0 and (host(packed) == (spikes != 0)).all()
+    assert rel_err(host(d_y), ref_conv.conv2d_forward(spikes, wt, None, stride, padding)[0]) < rtol
 
 
 # ---- gradcheck on CuPy, float64 ------------------------------------------------------------------

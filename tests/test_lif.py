@@ -42,17 +42,23 @@ def host(a):
     return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
 
 
-def run(x, grad_s=None, **kwargs):
+def using(implementation):
+    """The kernel choice that runs ``implementation`` ("numba_cpu" is the fast one on NumPy)."""
+    return kernels.use("reference" if implementation == "reference" else "fast")
+
+
+def run(x, grad_s=None, implementation="numba_cpu", **kwargs):
     """Spikes and ∂L/∂x of lif for L = Σ grad_s · s (grad_s = 1 by default)."""
     xt = Tensor(dev(x, np.asarray(x).dtype), requires_grad=True)
-    s = lif(xt, **kwargs)
-    s.backward(dev(np.ones(s.shape) if grad_s is None else grad_s, s.dtype))
+    with using(implementation):
+        s = lif(xt, **kwargs)
+        s.backward(dev(np.ones(s.shape) if grad_s is None else grad_s, s.dtype))
     return host(s), host(xt.grad)
 
 
 def membrane(x, implementation="reference", **kwargs):
     """u[t] from the kernel that saves the membrane (detach_reset=False saves u for any surrogate)."""
-    forward = kernels.get("lif", "lif_forward", implementation)
+    forward = getattr(kernels.LIF, implementation).lif_forward
     _, u = forward(dev(x, np.asarray(x).dtype), 0.5, 0.25, surrogates.get(), False)
     return host(u)
 
@@ -187,8 +193,8 @@ def test_numba_equals_reference(data, name, decay, dtype, detach_reset):
     sg = surrogates.get(name)
     results = {}
     for impl in IMPLEMENTATIONS:
-        forward = kernels.get("lif", "lif_forward", impl)
-        backward = kernels.get("lif", "lif_backward", impl)
+        forward = getattr(kernels.LIF, impl).lif_forward
+        backward = getattr(kernels.LIF, impl).lif_backward
         spikes, saved = forward(x, 0.5, decay, sg, detach_reset)
         results[impl] = (spikes, saved, backward(g, saved, 0.5, decay, sg, detach_reset))
     (s_ref, saved_ref, g_ref), (s_nb, saved_nb, g_nb) = results["reference"], results["numba_cpu"]
@@ -249,6 +255,74 @@ def test_a_subclass_of_a_builtin_surrogate_gets_its_own_gradient(implementation)
     assert not np.allclose(grad_sub, grad_builtin)
 
 
+@pytest.mark.parametrize("name", ALL_SURROGATES)
+def test_each_surrogate_forms_compute_its_grad(name):
+    """The scalar form (what Numba compiles) gives grad's and spike's values, value by value.
+
+    float64, d around the threshold and on the edges of the windows (|d| = a/2, |d| = a); the
+    scalar and array forms do the same operations, so they agree to a few ulps (tanh may differ).
+    """
+    sg = surrogates.get(name)
+    forms = sg.fast_forms()
+    assert forms is not None
+    d = np.concatenate([np.linspace(-3, 3, 601), [-1.0, -0.5, 0.0, 0.5, 1.0]])
+    c0, c1 = sg.constants()
+    const = surrogates.ScalarConstants(np.float64(c0), np.float64(c1), np.float64(0), np.float64(0.5), np.float64(1))
+    np.testing.assert_allclose([forms.scalar_grad(v, const) for v in d], sg.grad(d), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose([forms.scalar_spike(v, const) for v in d], sg.spike(d), rtol=1e-14, atol=1e-15)
+
+
+def test_a_subclass_overriding_grad_has_no_fast_forms_unless_it_writes_them():
+    class Doubled(surrogates.Rectangular):
+        def grad(self, d):
+            return 2 * super().grad(d)
+
+    class DoubledWithForms(Doubled):
+        @staticmethod
+        def scalar_grad(d, const):
+            return 2 * const.c1 if abs(d) < const.c0 else const.zero
+
+        cuda_grad = "return (fabs(d) < c0 ? (real)2 : (real)0) * c1;"
+        mask_window = False  # 2/a on the window: the 1-byte codes hold 1/a
+
+    assert Doubled().fast_forms() is None
+    assert DoubledWithForms().fast_forms().scalar_grad is DoubledWithForms.scalar_grad
+    assert surrogates.Smooth().fast_forms().scalar_spike is surrogates.Smooth.scalar_spike
+    x = np.random.default_rng(5).uniform(-0.5, 1.5, (6, 5))
+    ref = run(x, surrogate=DoubledWithForms(1.0), implementation="reference")
+    fast = run(x, surrogate=DoubledWithForms(1.0), implementation="numba_cpu")
+    np.testing.assert_array_equal(fast[1], ref[1])
+    np.testing.assert_array_equal(ref[1], run(x, surrogate=Doubled(1.0), implementation="reference")[1])
+
+
+def test_backward_runs_the_implementation_its_forward_ran(monkeypatch):
+    """The choice is made once per call: a forward under use("reference") has a reference backward."""
+    calls = []
+    for table_entry in ("reference", "numba_cpu"):
+        module = getattr(kernels.LIF, table_entry)
+        original = module.lif_backward
+        monkeypatch.setattr(module, "lif_backward",
+                            lambda *a, _o=original, _n=table_entry, **k: calls.append(_n) or _o(*a, **k))
+    x = Tensor(np.random.default_rng(6).uniform(0, 1, (3, 4)), requires_grad=True)
+    with kernels.use("reference"):
+        s = lif(x)
+    s.sum().backward()
+    s = lif(x)
+    with kernels.use("reference"):
+        s.sum().backward()
+    assert calls == ["reference", "numba_cpu"]
+
+
+def test_kernel_choice_is_checked_and_restored():
+    assert kernels.current_choice() == "fast"
+    with pytest.raises(ValueError, match="kernels.use: choice must be one of"):
+        with kernels.use("numba"):
+            pass
+    with kernels.use("reference"):
+        assert kernels.LIF.pick() is kernels.LIF.reference and kernels.NORM.pick() is kernels.NORM.reference
+    assert kernels.current_choice() == "fast" and kernels.LIF.pick() is kernels.LIF.numba_cpu
+
+
 # ---- BPTT: exact calculus with the smooth spike -----------------------------------------------
 
 
@@ -267,8 +341,9 @@ def frozen_reset_network(x, reset, v_th, decay, alpha):
 def test_smooth_bptt_gradcheck_full(implementation, decay):
     """detach_reset=False: the recurrence is the exact derivative of the smooth network."""
     x = np.random.default_rng(3).normal(0.5, 0.6, (6, 2, 3))
-    fn = lambda x: lif(x, decay=decay, detach_reset=False, surrogate="smooth", implementation=implementation)
-    assert gradcheck(fn, x, atol=1e-7, rtol=1e-6)
+    fn = lambda x: lif(x, decay=decay, detach_reset=False, surrogate="smooth")
+    with using(implementation):
+        assert gradcheck(fn, x, atol=1e-7, rtol=1e-6)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -284,16 +359,17 @@ def test_smooth_bptt_gradcheck_detached(implementation, decay):
     x0 = np.random.default_rng(4).normal(0.5, 0.6, (6, 2, 3))
     v_th, alpha = 0.5, 4.0
     sg = surrogates.get("smooth", alpha=alpha)
-    _, u0 = kernels.get("lif", "lif_forward", "reference")(x0, v_th, decay, sg, False)
+    _, u0 = kernels.LIF.reference.lif_forward(x0, v_th, decay, sg, False)
     reset = 1 - sg.spike(u0 - v_th)
 
     def fn(x):
-        s = lif(x, v_th, decay, detach_reset=True, surrogate=sg, implementation=implementation)
+        s = lif(x, v_th, decay, detach_reset=True, surrogate=sg)
         frozen = frozen_reset_network(host(x), reset, v_th, decay, alpha)
         return s + Tensor(dev(frozen) - s.data)  # values of the frozen network, gradient of lif
 
     np.testing.assert_allclose(frozen_reset_network(x0, reset, v_th, decay, alpha), host(lif(x0, surrogate=sg, decay=decay)), atol=1e-15)
-    assert gradcheck(fn, x0, atol=1e-7, rtol=1e-6)
+    with using(implementation):
+        assert gradcheck(fn, x0, atol=1e-7, rtol=1e-6)
     # and the two modes really differ here, so the check could fail
     assert not np.allclose(run(x0, surrogate=sg, decay=decay)[1], run(x0, surrogate=sg, decay=decay, detach_reset=False)[1])
 
@@ -389,7 +465,6 @@ def test_nothing_saved_without_grad():
         (dict(detach_reset="yes"), TypeError, "detach_reset"),
         (dict(surrogate="relu"), ValueError, "surrogate"),
         (dict(surrogate=1.0), TypeError, "surrogate"),
-        (dict(implementation="fortran"), ValueError, "implementation"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, argument):

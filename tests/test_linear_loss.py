@@ -6,19 +6,14 @@ from hypothesis import given, settings, strategies as st
 
 from tinyspike import backend
 from tinyspike.autograd import Tensor
-from tinyspike.functional.activation import log_softmax, relu, softmax
+from tinyspike.extras.activation import log_softmax, relu, softmax
+from tinyspike.extras.loss import mse_loss
 from tinyspike.functional.dropout import dropout
 from tinyspike.functional.linear import linear
-from tinyspike.functional.loss import cross_entropy, mse_loss
+from tinyspike.functional.loss import cross_entropy
 from tinyspike.gradcheck import gradcheck
 
-
-def dev(a):
-    return backend.to_device(np.asarray(a))
-
-
-def host(a):
-    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
+from helpers import dev, host
 
 
 def gen(seed):

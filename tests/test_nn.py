@@ -219,17 +219,20 @@ def test_broadcast_time_forward_is_a_view_and_backward_sums_over_time():
         nn.broadcast_time(Tensor(x), 0)
 
 
-def test_lif_marks_binary_spikes_and_conv_saves_them_compactly(monkeypatch):
+def test_a_conv_declared_spike_input_saves_spikes_compactly(monkeypatch):
     from tinyspike import functional as conv_module  # layers call F.conv2d
+    from tinyspike.autograd import no_grad
 
     x = Tensor(np.random.default_rng(0).standard_normal((2, 1, 3, 4, 4)).astype(np.float32))
-    assert nn.LIF()(x).is_binary is True
-    assert nn.LIF(surrogate="smooth")(x).is_binary is False  # the test neuron's spikes are real
     seen = []
     original = conv_module.conv2d
-    monkeypatch.setattr(conv_module, "conv2d", lambda *a, **k: seen.append(k["binary_input"]) or original(*a, **k))
-    conv = nn.Conv2d(3, 2, 3, padding=1)
-    conv(nn.LIF()(x))
-    conv(x)
-    nn.Conv2d(3, 2, 3, binary_input=False)(nn.LIF()(x))
+    monkeypatch.setattr(conv_module, "conv2d", lambda *a, **k: seen.append(k["spike_input"]) or original(*a, **k))
+    declared = nn.Conv2d(3, 2, 3, padding=1, spike_input=True)
+    y = declared(nn.LIF()(x))
+    assert y.grad_fn.ctx.saved_tensors[0].dtype == np.bool_  # the spikes, 1 byte each
+    nn.Conv2d(3, 2, 3, padding=1)(nn.LIF()(x))  # not declared: saved as float
+    with no_grad():
+        declared(nn.LIF()(x))  # nothing saved: no copy, no check
     assert seen == [True, False, False]
+    with pytest.raises(ValueError, match="spike_input=True but x holds values other than 0 and 1"):
+        declared(x)

@@ -69,8 +69,8 @@ def kernel_inputs(shape, dtype, offset, seed):
 def test_numba_kernels_equal_reference(shape, dtype, offset, seed):
     x, dy, (m, a, b, c) = kernel_inputs(shape, dtype, offset, seed)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    fast = {name: kernels.get("norm", name, "numba_cpu") for name in KERNELS}
-    ref = {name: kernels.get("norm", name, "reference") for name in KERNELS}
+    fast = {name: getattr(kernels.NORM.numba_cpu, name) for name in KERNELS}
+    ref = {name: getattr(kernels.NORM.reference, name) for name in KERNELS}
 
     for got, want in zip(fast["bn_stats"](x), ref["bn_stats"](x)):
         assert got.dtype == np.float64
@@ -90,7 +90,7 @@ def test_one_pass_variance_is_accurate_for_large_mean():
     # |μ|/σ = 1e4: the unshifted E[x²] − E[x]² in float64 would lose ~8 of its 16 digits.
     rng = np.random.default_rng(0)
     x = (1e4 + rng.standard_normal((64, 3, 100))).astype(np.float32)
-    mean, var = kernels.get("norm", "bn_stats", "numba_cpu")(x)
+    mean, var = kernels.NORM.numba_cpu.bn_stats(x)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2)), rtol=1e-13)
     np.testing.assert_allclose(var, x64.var(axis=(0, 2)), rtol=1e-9)
@@ -99,7 +99,7 @@ def test_one_pass_variance_is_accurate_for_large_mean():
 @on_numpy
 def test_constant_channel_has_zero_variance():
     x = np.full((4, 2, 5), 3.25, dtype=np.float32)
-    mean, var = kernels.get("norm", "bn_stats", "numba_cpu")(x)
+    mean, var = kernels.NORM.numba_cpu.bn_stats(x)
     np.testing.assert_array_equal(mean, 3.25)
     np.testing.assert_array_equal(var, 0.0)
 
@@ -217,16 +217,16 @@ def test_nan_propagates():
     assert np.isnan(y[:, 0]).all() and not np.isnan(y[:, 1]).any()
 
 
-def test_reference_kernels_give_the_same_functional_results(monkeypatch):
+def test_reference_kernels_give_the_same_functional_results():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 2, 4, 5, 5)).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)
     outs = []
     for choice in ("fast", "reference"):
-        monkeypatch.setenv("TINYSPIKE_KERNELS", choice)
         xt, wt = Tensor(dev(x), True), Tensor(dev(np.full(4, 0.5, np.float32)), True)
-        y = batch_norm(xt, wt, None, None, None, training=True)
-        y.backward(dev(g))
+        with kernels.use(choice):
+            y = batch_norm(xt, wt, None, None, None, training=True)
+            y.backward(dev(g))
         outs.append((host(y), host(xt.grad), host(wt.grad)))
     for fast, ref in zip(*outs):
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)

@@ -6,16 +6,11 @@ from hypothesis import assume, given, settings, strategies as st
 
 from tinyspike import backend
 from tinyspike.autograd import Tensor
-from tinyspike.functional.pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
+from tinyspike.extras.pool import adaptive_avg_pool2d, max_pool2d
+from tinyspike.functional.pool import avg_pool2d, global_avg_pool2d
 from tinyspike.gradcheck import gradcheck
 
-
-def dev(a):
-    return backend.to_device(np.asarray(a))
-
-
-def host(a):
-    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
+from helpers import dev, host
 
 
 def loop_pool(x, k, s, p, how):

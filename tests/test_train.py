@@ -171,6 +171,17 @@ def test_defaults_recipes_and_overrides():
     assert set(RECIPES) >= {"depth-study", "alternative", "recommended", "dvs"}
 
 
+@pytest.mark.parametrize("recipe", [None, "depth-study"])
+def test_an_explicit_model_gets_its_standard_widths_even_when_it_is_the_default(recipe):
+    # Only `tinyspike train` with no --model keeps the digits default's narrow widths 8/16/32;
+    # `--model ms_resnet8` must build the same 16/32/64 network as every other depth-8 model.
+    for model in ("ms_resnet8", "vanilla_resnet8"):
+        assert resolve_config({"model": model, "recipe": recipe}).model_options == {}, model
+    assert resolve_config({"recipe": recipe}).model_options == {"widths": [8, 16, 32]}
+    named = resolve_config({"model": "ms_resnet8", "model_options": {"dropout": 0.1}})
+    assert named.model_options == {"dropout": 0.1}
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"dataset": "mnist"}, r"dataset must be one of \['digits', .*\], got 'mnist'"),
     ({"recipe": "fast"}, r"recipe must be one of \['depth-study', .*\], got 'fast'"),
@@ -338,8 +349,8 @@ def _full_disk(monkeypatch, target_name, after=0):
     import errno
     import shutil
 
+    import tinyspike.atomic as atomic_module
     import tinyspike.nn.checkpoint as checkpoint_module
-    import tinyspike.train.run_dir as run_dir_module
 
     counts = {"n": 0}
 
@@ -349,7 +360,7 @@ def _full_disk(monkeypatch, target_name, after=0):
         counts["n"] += 1
         return counts["n"] > after
 
-    real_savez, real_copy = np.savez, shutil.copyfile
+    real_savez, real_copy = np.savez, shutil.copyfileobj
 
     def savez(handle, **arrays):
         # save_checkpoint writes through an fd from mkstemp: ask the OS which file it is
@@ -358,15 +369,15 @@ def _full_disk(monkeypatch, target_name, after=0):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_savez(handle, **arrays)
 
-    def copyfile(src, dst, **kwargs):
-        if fail_now(str(dst)):
-            with open(dst, "wb") as handle:
-                handle.write(b"PK\x03\x04 half a zip")
+    def copyfileobj(source, handle, *args, **kwargs):
+        # atomic.copy_file copies into the temporary file's handle, as save_checkpoint does
+        if fail_now(os.readlink(f"/proc/self/fd/{handle.fileno()}")):
+            handle.write(b"PK\x03\x04 half a zip")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_copy(src, dst, **kwargs)
+        return real_copy(source, handle, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint_module.np, "savez", savez)
-    monkeypatch.setattr(run_dir_module.shutil, "copyfile", copyfile)
+    monkeypatch.setattr(atomic_module.shutil, "copyfileobj", copyfileobj)
 
 
 def _temporaries(folder):

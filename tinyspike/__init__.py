@@ -20,9 +20,9 @@ import os
 # OpenMP waiting policy for the Numba kernels. By default an OpenMP worker spins after a parallel
 # loop, waiting for the next one. On a machine with few cores that spinning steals the core that
 # OpenBLAS (the conv GEMMs) or another process needs, and a parallel kernel then waits for a
-# scheduler tick (4 ms) to get it back: batch norm and LIF calls took 4-16 ms instead of 1-2 ms.
-# Passive waiting removed that (benchmarks/README.md: MS-ResNet-20 training step 1.97 s -> 1.74 s
-# median on 2 cores). Set only if the user has not chosen, and before any OpenMP loop has run.
+# scheduler tick to get it back. Passive waiting removed that (the measurements are in
+# benchmarks/README.md, "Training step"). Set only if the user has not chosen, and before any
+# OpenMP loop has run.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tinyspike.backend import seed, to_numpy, use  # noqa: E402

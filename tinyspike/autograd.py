@@ -69,6 +69,30 @@ def check_tensor_dtype(where: str, name: str, dtype) -> None:
         raise TypeError(f"{where}: {name} must hold real numbers or bools, got dtype {dtype}")
 
 
+# Two arrays that meet in one op must agree on dtype and backend: tinyspike never promotes a dtype
+# or moves an array behind your back. The engine (ops, backward's seed) and every functional op use
+# these two, so each mismatch reads the same everywhere.
+
+
+def same_dtype(where: str, name: str, data, reference_name: str, reference) -> None:
+    """TypeError unless array ``data`` has the dtype of array ``reference``."""
+    if data.dtype != reference.dtype:
+        raise TypeError(
+            f"{where}: {name} has dtype {data.dtype} but {reference_name} has {reference.dtype}; "
+            "convert one explicitly with .astype(...)"
+        )
+
+
+def same_backend(where: str, name: str, data, reference_name: str, reference) -> None:
+    """TypeError unless array ``data`` lives on the backend (NumPy or CuPy) of array ``reference``."""
+    module, reference_module = backend.array_module_of(data), backend.array_module_of(reference)
+    if module is not reference_module:
+        raise TypeError(
+            f"{where}: {name} is a {module.__name__} array but {reference_name} is a "
+            f"{reference_module.__name__} array; move both to one backend"
+        )
+
+
 def _as_backend_array(data):
     """``Tensor(data)``'s array: arrays and NumPy scalars keep their dtype, Python floats take the default."""
     if isinstance(data, Tensor):
@@ -151,18 +175,18 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        record = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        record = any(needs) and is_grad_enabled()
         ctx = Context(needs if record else (False,) * len(args))
-        result = cls.forward(ctx, *arrays)
+        result = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args])
         is_tuple = isinstance(result, tuple)
-        outputs = result if is_tuple else (result,)
-        # NumPy turns 0-d results into scalars (np.float64): make them 0-d arrays again
-        outputs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outputs)
-        for out in outputs:
-            if not backend.is_array(out):
+        outputs = []
+        for out in result if is_tuple else (result,):
+            if isinstance(out, np.generic):  # NumPy turns 0-d results into scalars: make them 0-d arrays again
+                out = np.asarray(out)
+            elif not backend.is_array(out):
                 raise TypeError(f"{cls.__name__}.forward must return arrays, got {type(out).__name__}")
+            outputs.append(out)
         if not record:
             tensors = tuple(Tensor._wrap(out) for out in outputs)
         else:
@@ -280,14 +304,10 @@ class Tensor:
             raise TypeError(
                 f"backward: grad must be a Tensor or an array, got {checks.kind_of(grad)} {checks.show(grad)}"
             )
-        if backend.array_module_of(grad) is not backend.array_module_of(self.data):
-            raise TypeError(
-                f"backward: grad is a {backend.array_module_of(grad).__name__} array but the tensor's data is "
-                f"{backend.array_module_of(self.data).__name__}; move grad to the tensor's backend"
-            )
+        same_backend("backward", "grad", grad, "the tensor", self.data)
         if grad.shape != self.shape:
             raise ValueError(f"backward: grad must have shape {self.shape}, got {grad.shape}")
-        if grad.dtype != self.dtype:
+        if grad.dtype != self.dtype:  # the seed's own wording: it must match, not merely agree
             raise TypeError(
                 f"backward: grad must have the tensor's dtype {self.dtype}, got {grad.dtype}; "
                 "convert it with .astype(...)"

@@ -16,85 +16,62 @@ dataset (train and eval), ``--momentum`` with Adam/AdamW, a ``--recipe`` written
 of data (``dvs`` on images), ``--augment`` on event data. A new run that stops before its first
 epoch finished removes the files it wrote (and the folder, if it created it), so the same
 ``--out`` can be used again.
+
+Several processes: ``mpirun -n N tinyspike train ...`` trains data-parallel over N ranks
+(``--distributed auto``, the default, reads the launcher's environment; ``mpi`` or ``nccl`` ask
+for one; ``single`` ignores it). ``--batch-size`` stays the global batch, split over the ranks.
+Only rank 0 prints; an error prints one line there and every rank exits (status 2); a rank that
+dies stops the others within ``--timeout`` seconds with a message naming the collective.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import signal
 import sys
-import threading
 import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tinyspike import __version__, backend, distributed, kernels, models, optim
+from tinyspike.analysis.commands import add_analyze_parser, cmd_analyze
+from tinyspike.analysis.energy import EnergyCounter
+from tinyspike.autograd import Tensor
+from tinyspike.backend import BackendUnavailableError
+from tinyspike.command_line import (
+    Terminated, UserError, nonneg_int, parse_options, positive_int, real_number, sigterm_as_interrupt, use_backend,
+)
+from tinyspike.data.loader import DataLoader
+from tinyspike.data.registry import DATASETS
+from tinyspike.functional.conv import conv2d
+from tinyspike.functional.lif import lif
+from tinyspike.functional.loss import cross_entropy
+from tinyspike.gradcheck import gradcheck
+from tinyspike.nn.monitor import FiringRateMonitor
+from tinyspike import train as training  # called as training.train(...): tests substitute it
+from tinyspike.train import (
+    ConfigError, NonFiniteError, RunDirError, TrainConfig, build_eval_set, build_model, check_compatible,
+    read_trainer_checkpoint,
+)
+from tinyspike.train.config import RECIPE_SUMMARIES
+from tinyspike.train.evaluation import evaluate
+from tinyspike.train.finite import batch_is_finite
+from tinyspike.train.setup import make_transforms
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 
 
-class UserError(Exception):
-    """An error whose message is all the user needs (no traceback)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread: it unwinds exactly as Ctrl-C does (atomic writes remove
-    their temporary files, ``last.npz`` keeps the last finished epoch)."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """While training, turn SIGTERM (``kill``, a batch scheduler's time limit) into ``Terminated``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def handler(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # ------------------------------------------------------------------------------------- parser
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _nonneg_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _float(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
 def _train_epilog() -> str:
-    from tinyspike.data.registry import DATASETS
-    from tinyspike.train.config import RECIPE_SUMMARIES
-
     lines = ["datasets:"]
     lines += [f"  {name:<12} {info.summary}" for name, info in DATASETS.items()]
     lines.append("recipes (--recipe):")
@@ -103,6 +80,7 @@ def _train_epilog() -> str:
     lines.append("  tinyspike train                                  # digits, ~1 min on 2 CPU cores")
     lines.append("  tinyspike train --dataset cifar10 --data-dir DIR --recipe alternative")
     lines.append("  tinyspike train --resume runs/<run>               # continue an interrupted run")
+    lines.append("  mpirun -n 2 tinyspike train --batch-size 64       # 2 CPU ranks of 32 samples each")
     return "\n".join(lines)
 
 
@@ -119,8 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep residual spiking neural networks (MS-ResNet) from scratch.",
         epilog="Errors print one line and exit with status 2; TINYSPIKE_DEBUG=1 shows the traceback.",
     )
-    from tinyspike import __version__
-
     parser.add_argument("--version", action="version", version=f"tinyspike {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,analyze,info}")
 
@@ -133,25 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", help="digits (default), digits-dvs, cifar10, cifar10-dvs, nmnist")
     t.add_argument("--data-dir", help="folder holding the dataset's files (not needed for digits)")
     t.add_argument("--model", help="a model name (tinyspike.models.list_models()); default depends on the dataset")
-    t.add_argument("--T", "-T", dest="T", type=_positive_int, help="time steps (frames per sample for event data)")
-    t.add_argument("--epochs", type=_positive_int)
-    t.add_argument("--batch-size", type=_positive_int)
-    t.add_argument("--lr", type=_float, help="learning rate")
-    t.add_argument("--weight-decay", type=_float)
-    t.add_argument("--momentum", type=_float)
+    t.add_argument("--T", "-T", dest="T", type=positive_int, help="time steps (frames per sample for event data)")
+    t.add_argument("--epochs", type=positive_int)
+    t.add_argument("--batch-size", type=positive_int)
+    t.add_argument("--lr", type=real_number, help="learning rate")
+    t.add_argument("--weight-decay", type=real_number)
+    t.add_argument("--momentum", type=real_number)
     t.add_argument("--optimizer", help="sgd, adam, adamw")
     t.add_argument("--schedule", help="cosine, multistep, constant")
     t.add_argument("--augment", help="none, crop, crop-flip, alternative (static images)")
-    t.add_argument("--label-smoothing", type=_float)
+    t.add_argument("--label-smoothing", type=real_number)
     t.add_argument("--recipe", help="depth-study, alternative, recommended, dvs (see below)")
     t.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                    help="a model option, e.g. widths=[8,16,32] or dropout=0.1 (repeatable)")
     t.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
                    help="a dataset option, e.g. size=64 to bin DVS frames (repeatable)")
     t.add_argument("--backend", help="numpy (CPU, default) or cupy (GPU)")
-    t.add_argument("--seed", type=_nonneg_int)
+    t.add_argument("--seed", type=nonneg_int)
     t.add_argument("--out", help="run folder (default runs/<timestamp>-<dataset>-<model>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    t.add_argument("--distributed", choices=distributed.environment.BACKENDS, default="auto",
+                   help="data parallelism under mpirun: auto (default: MPI when launched by mpirun), single, "
+                        "mpi, nccl (GPUs, with --backend cupy)")
+    t.add_argument("--timeout", type=real_number, default=distributed.DEFAULT_TIMEOUT,
+                   help="seconds a collective may wait for the other ranks before the run stops (default 300)")
     bar = t.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show a progress bar per epoch (default: when stderr is a terminal)")
@@ -162,14 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "method (E_MAC 4.6 pJ, E_AC 0.9 pJ; stem and shortcut projections not counted).")
     e.add_argument("checkpoint", help="a last.npz/best.npz written by tinyspike train (or its run folder)")
     e.add_argument("--data-dir", help="where the dataset now lives (default: as in the run)")
-    e.add_argument("--batch-size", type=_positive_int, default=100)
-    e.add_argument("--max-batches", type=_positive_int, help="evaluate on the first N batches only")
+    e.add_argument("--batch-size", type=positive_int, default=100)
+    e.add_argument("--max-batches", type=positive_int, help="evaluate on the first N batches only")
     e.add_argument("--backend", help="numpy or cupy (default: the backend of the run)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
-    from tinyspike.analysis.commands import add_analyze_parser  # all of `analyze` lives there
-
-    add_analyze_parser(sub)
+    add_analyze_parser(sub)  # all of `analyze` lives in tinyspike/analysis/commands.py
     sub.add_parser("info", help="versions, backend, BLAS, Numba, CuPy/GPU and a tiny self-test")
     return parser
 
@@ -182,18 +161,13 @@ _TRAIN_KEYS = ("dataset", "data_dir", "model", "T", "epochs", "batch_size", "lr"
 
 
 def cmd_train(args) -> int:
-    from tinyspike.train import resolve_config, train
-
     explicit = {k: getattr(args, k) for k in _TRAIN_KEYS}
-    explicit["model_options"] = _parse_options(args.model_opt, "--model-opt")
-    explicit["dataset_options"] = _parse_options(args.data_opt, "--data-opt")
+    explicit["model_options"] = parse_options(args.model_opt, "--model-opt")
+    explicit["dataset_options"] = parse_options(args.data_opt, "--data-opt")
     progress = sys.stderr.isatty() if args.progress is None else args.progress
 
     def log(line):
-        # tqdm.write keeps the lines clear of an open progress bar
-        from tqdm import tqdm
-
-        tqdm.write(line, file=sys.stdout)
+        tqdm.write(line, file=sys.stdout)  # keeps the lines clear of an open progress bar
         sys.stdout.flush()
 
     if args.resume:
@@ -207,14 +181,19 @@ def cmd_train(args) -> int:
             raise UserError(f"--resume continues a run with its saved settings; {flags} cannot be changed "
                             "(only --epochs, --data-dir and --backend)")
         if explicit["backend"]:
-            _use_backend(explicit["backend"])
-        with _sigterm_as_interrupt():
-            result = train(resume=args.resume, epochs=args.epochs, data_dir=args.data_dir, progress=progress, log=log)
+            use_backend(explicit["backend"])
+        comm = distributed.init(args.distributed, args.timeout)
+        with sigterm_as_interrupt():
+            result = training.train(resume=args.resume, epochs=args.epochs, data_dir=args.data_dir, progress=progress,
+                                    log=log, **_comm_argument(comm))
     else:
-        config = resolve_config(explicit)
-        _use_backend(config.backend)
-        with _sigterm_as_interrupt():
-            result = train(config, out=args.out, progress=progress, log=log)
+        config = training.resolve_config(explicit)
+        use_backend(config.backend)
+        comm = distributed.init(args.distributed, args.timeout)
+        with sigterm_as_interrupt():
+            result = training.train(config, out=args.out, progress=progress, log=log, **_comm_argument(comm))
+    if not comm.is_root:
+        return 0
     if result.final_test_acc is None:
         print(f"done: no evaluation set; run folder {result.run_dir}")
     else:
@@ -226,30 +205,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _parse_options(items, flag):
-    """``["a=1", "b=[2,3]", "c=text"]`` -> ``{"a": 1, "b": [2, 3], "c": "text"}`` (None if no items)."""
-    if not items:
-        return None
-    options = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise UserError(f"{flag} takes KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key] = text
-    return options
+def _comm_argument(comm) -> dict:
+    """``{"comm": comm}`` for several ranks; nothing for one (tests substitute ``training.train``)."""
+    return {"comm": comm} if comm.size > 1 else {}
 
 
-def _use_backend(name):
-    from tinyspike import backend
-
+def _is_root_process() -> bool:
+    """Rank 0 of an mpirun job (or a lone process): the one that prints errors."""
     try:
-        backend.use(name)
+        return distributed.launcher_rank() == 0
     except ValueError:
-        raise UserError(f"unknown backend {name!r}; choose numpy or cupy") from None
+        return True
 
 
 # ------------------------------------------------------------------------------------- eval
@@ -257,18 +223,6 @@ def _use_backend(name):
 
 def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, backend_name=None) -> dict:
     """Everything ``tinyspike eval`` reports, as a dict (the ``--json`` output)."""
-    from pathlib import Path
-
-    from tinyspike import backend
-    from tinyspike.analysis.energy import EnergyCounter
-    from tinyspike.analysis.firing import FiringRateMonitor
-    from tinyspike.autograd import no_grad
-    from tinyspike.data.loader import DataLoader
-    from tinyspike.functional.loss import cross_entropy
-    from tinyspike.train import TrainConfig, build_eval_set, build_model, check_compatible, read_trainer_checkpoint
-    from tinyspike.train.finite import batch_is_finite
-    from tinyspike.train.setup import make_transforms
-
     path = Path(path)
     if path.is_dir():
         for name in ("best.npz", "last.npz"):
@@ -285,7 +239,7 @@ def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, b
     if backend_name is not None:
         config.backend = backend_name
     config.validate()
-    _use_backend(config.backend)
+    use_backend(config.backend)
     eval_set, note = build_eval_set(config)
     model = build_model(config, eval_set.num_classes)
     try:
@@ -297,21 +251,15 @@ def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, b
     _, eval_tf = make_transforms(config, eval_set)
     loader = DataLoader(eval_set, batch_size, shuffle=False, seed=config.seed, transform=eval_tf)
 
-    model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
-    with FiringRateMonitor(model) as monitor, EnergyCounter(model) as counter, no_grad():
-        for i, (x, y) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            if not batch_is_finite(x):  # a LIF would turn NaN pixels into silence, not into an error
-                raise UserError(f"the evaluation data ({eval_set.description}) holds NaN or infinite input "
-                                f"values in batch {i + 1}; check the dataset's files")
-            logits = model(x, time_steps=config.T) if x.ndim == 4 else model(x)
-            n = int(y.shape[0])
-            loss_sum += float(cross_entropy(logits, y).item()) * n
-            correct += int((logits.data.argmax(axis=1) == y).sum())
-            seen += n
-        report = counter.report(config.T, seen)
+    def check_batch(x, index):
+        if not batch_is_finite(x):  # a LIF would turn NaN pixels into silence, not into an error
+            raise UserError(f"the evaluation data ({eval_set.description}) holds NaN or infinite input "
+                            f"values in batch {index + 1}; check the dataset's files")
+
+    with FiringRateMonitor(model) as monitor, EnergyCounter(model) as counter:
+        score = evaluate(model, loader, cross_entropy, time_steps=config.T, check_batch=check_batch,
+                         max_batches=max_batches)
+        report = counter.report(config.T, score.seen)
         rates = monitor.rates()
         mean_rate = monitor.mean_rate()
     return {
@@ -322,10 +270,10 @@ def evaluate_checkpoint(path, data_dir=None, batch_size=100, max_batches=None, b
         "data": eval_set.description + (f" [{note}]" if note else ""),
         "time_steps": config.T,
         "backend": backend.name(),
-        "images": seen,
-        "accuracy": correct / max(seen, 1),
-        "correct": correct,
-        "loss": loss_sum / max(seen, 1),
+        "images": score.seen,
+        "accuracy": score.accuracy,
+        "correct": score.correct,
+        "loss": score.loss,
         "firing_rates": dict(rates),
         "mean_firing_rate": mean_rate,
         "energy": report.to_dict(),
@@ -361,8 +309,6 @@ def cmd_eval(args) -> int:
 
 
 def _blas_info() -> str:
-    import numpy as np
-
     try:
         config = np.show_config(mode="dicts")
         blas = config.get("Build Dependencies", {}).get("blas", {})
@@ -385,11 +331,6 @@ def _blas_info() -> str:
 
 def self_test() -> list[tuple[str, bool, str]]:
     """A few quick checks that the engine computes what REFERENCE.md says."""
-    import numpy as np
-
-    from tinyspike import backend
-    from tinyspike.autograd import Tensor
-
     checks = []
 
     def check(name, fn):
@@ -400,8 +341,6 @@ def self_test() -> list[tuple[str, bool, str]]:
             checks.append((name, False, f"{type(err).__name__}: {err}"))
 
     def lif_vector():
-        from tinyspike.functional.lif import lif
-
         x = Tensor(backend.to_device(np.array([0.3, 0.4, 0.6, 0.1, 0.9, 0.2], np.float32).reshape(6, 1)),
                    requires_grad=True)
         s = lif(x, 0.5, 0.25, True, "rectangular")
@@ -413,9 +352,6 @@ def self_test() -> list[tuple[str, bool, str]]:
         return "REFERENCE §1 test vector"
 
     def conv_gradcheck():
-        from tinyspike.functional.conv import conv2d
-        from tinyspike.gradcheck import gradcheck
-
         rng = np.random.default_rng(0)
         x = rng.standard_normal((1, 2, 4, 4))
         w = rng.standard_normal((2, 2, 3, 3))
@@ -424,9 +360,6 @@ def self_test() -> list[tuple[str, bool, str]]:
         return "float64 central differences"
 
     def train_step():
-        from tinyspike import models, optim
-        from tinyspike.functional.loss import cross_entropy
-
         backend.seed(0)
         model = models.build("ms_resnet8", num_classes=3, time_steps=2)
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -450,13 +383,9 @@ def self_test() -> list[tuple[str, bool, str]]:
 
 
 def cmd_info(args) -> int:
-    import numba
-    import numpy as np
+    import numba  # only here: importing Numba costs about half a second, which no other command needs
 
-    import tinyspike
-    from tinyspike import backend
-
-    print(f"tinyspike {tinyspike.__version__}  (Python {platform.python_version()}, {platform.platform()})")
+    print(f"tinyspike {__version__}  (Python {platform.python_version()}, {platform.platform()})")
     print(f"numpy {np.__version__}; BLAS: {_blas_info()}")
     print(f"numba {numba.__version__}; threads {numba.config.NUMBA_NUM_THREADS}, "
           f"threading layer {numba.config.THREADING_LAYER}; CPU cores {os.cpu_count()}")
@@ -467,7 +396,7 @@ def cmd_info(args) -> int:
         except ImportError:
             print(f"{name}: not installed")
     try:
-        import cupy
+        import cupy  # optional: the [gpu] extra
 
         try:
             count = cupy.cuda.runtime.getDeviceCount()
@@ -484,9 +413,7 @@ def cmd_info(args) -> int:
     except ImportError:
         print("cupy: not installed (GPU backend unavailable; pip install 'tinyspike[gpu]')")
     print(f"backend: {backend.name()} (set with TINYSPIKE_BACKEND or tinyspike.use)")
-    from tinyspike import kernels
-
-    print(f"kernels: {kernels.implementation_for_backend()} (TINYSPIKE_KERNELS=reference forces the reference ones)")
+    print(f"kernels: {kernels.implementation_name(kernels.LIF)} (tinyspike.kernels.use('reference') picks the reference ones)")
     t0 = time.perf_counter()
     checks = self_test()
     ok = all(passed for _, passed, _ in checks)
@@ -499,11 +426,8 @@ def cmd_info(args) -> int:
 # ------------------------------------------------------------------------------------- main
 
 
-def _user_error_types():
-    from tinyspike.backend import BackendUnavailableError
-    from tinyspike.train import ConfigError, NonFiniteError, RunDirError
-
-    return (UserError, ConfigError, RunDirError, NonFiniteError, BackendUnavailableError)
+_USER_ERRORS = (UserError, ConfigError, RunDirError, NonFiniteError, BackendUnavailableError,
+                distributed.CommunicationTimeoutError, distributed.PeerFailedError)
 
 
 def _memory_detail(err: MemoryError) -> str:
@@ -534,13 +458,13 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
-    from tinyspike.analysis.commands import cmd_analyze
-
     commands = {"train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "info": cmd_info}
     debug = os.environ.get("TINYSPIKE_DEBUG", "") not in ("", "0")
     try:
         return commands[args.command](args)
     except KeyboardInterrupt as stop:
+        if not _is_root_process():
+            return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
         what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
         hint = ""
         if args.command == "train" and stop.args:
@@ -560,13 +484,16 @@ def main(argv=None) -> int:
             raise
         # user errors: ours, and the ValueError/TypeError/KeyError/OSError messages the library
         # writes for bad arguments, missing or corrupt files (anything else is a bug: traceback)
-        if not isinstance(err, _user_error_types() + (ValueError, TypeError, KeyError, OSError)):
+        if not isinstance(err, _USER_ERRORS + (ValueError, TypeError, KeyError, OSError)):
             raise
         message = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
         if isinstance(err, OSError) and (not message or err.filename and err.filename not in message):
             message = f"{err.strerror or message or type(err).__name__}: {err.filename}"
         message = " ".join(message.split())  # one line
-        print(f"tinyspike {args.command}: error: {message}", file=sys.stderr)
+        # under mpirun only rank 0 speaks (every rank meets the same error, or is told of another
+        # rank's by PeerFailedError); a timeout is this rank's own news and names it
+        if _is_root_process() or isinstance(err, distributed.CommunicationTimeoutError):
+            print(f"tinyspike {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

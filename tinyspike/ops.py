@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from tinyspike import backend, checks
-from tinyspike.autograd import Function, Tensor, check_tensor_dtype
+from tinyspike.autograd import Function, Tensor, check_tensor_dtype, same_backend, same_dtype
 
 
 def unbroadcast(grad, shape):
@@ -132,22 +132,9 @@ def _operands(op: str, a, b):
         b_arr = _array_arg(op, "b", b)
         return _scalar_in_dtype(op, "a", a, "b", b_arr), b
     a_arr, b_arr = _array_arg(op, "a", a), _array_arg(op, "b", b)
-    if a_arr.dtype != b_arr.dtype:
-        raise TypeError(
-            f"{op}: operands have different dtypes {a_arr.dtype} and {b_arr.dtype}; "
-            "convert one explicitly with .astype(...)"
-        )
-    _same_backend(op, a_arr, b_arr)
+    same_dtype(op, "b", b_arr, "a", a_arr)
+    same_backend(op, "b", b_arr, "a", a_arr)
     return a, b
-
-
-def _same_backend(op: str, a_arr, b_arr, names=("a", "b")) -> None:
-    module_a, module_b = backend.array_module_of(a_arr), backend.array_module_of(b_arr)
-    if module_a is not module_b:
-        raise TypeError(
-            f"{op}: {names[0]} is a {module_a.__name__} array but {names[1]} is a {module_b.__name__} array; "
-            "move both to one backend"
-        )
 
 
 def _elementwise(op: str, a, b):
@@ -164,7 +151,7 @@ def comparison_operand(op: str, tensor, other):
     """``other`` of ``tensor > other`` (and <, >=, <=) as an array or number, checked."""
     if isinstance(other, Tensor) or backend.is_array(other):
         other_arr = _array_arg(op, "other", other)
-        _same_backend(op, tensor.data, other_arr, ("the tensor", "other"))
+        same_backend(op, "other", other_arr, "the tensor", tensor.data)
         broadcast_shape(op, tensor.shape, other_arr.shape, ("the tensor", "other"))
         return other_arr
     if not checks.is_real(other):
@@ -208,457 +195,11 @@ def _shape_arg(op: str, shape, size: int, from_shape) -> tuple[int, ...]:
     return dims
 
 
-class Add(Function):
-    """y = a + b;  dL/da = unbroadcast(g), dL/db = unbroadcast(g)."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.shapes = (a.shape, b.shape)
-        return a + b
-
-    @staticmethod
-    def backward(ctx, g):
-        sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(g, sb)
-
-
-class Sub(Function):
-    """y = a - b;  dL/da = g, dL/db = -g (each unbroadcast)."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.shapes = (a.shape, b.shape)
-        return a - b
-
-    @staticmethod
-    def backward(ctx, g):
-        sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(-g, sb)
-
-
-class Mul(Function):
-    """y = a · b;  dL/da = g · b, dL/db = g · a (each unbroadcast)."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
-        ctx.shapes = (a.shape, b.shape)
-        return a * b
-
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        sa, sb = ctx.shapes
-        ga = unbroadcast(g * b, sa) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * a, sb) if ctx.needs_input_grad[1] else None
-        return ga, gb
-
-
-class Div(Function):
-    """y = a / b;  dL/da = g / b, dL/db = -g · a / b² = -g · y / b."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        y = a / b
-        ctx.save_for_backward(b, y if ctx.needs_input_grad[1] else None)  # y only for dL/db
-        ctx.shapes = (a.shape, b.shape)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        b, y = ctx.saved_tensors
-        sa, sb = ctx.shapes
-        ga = unbroadcast(g / b, sa) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(-g * y / b, sb) if ctx.needs_input_grad[1] else None
-        return ga, gb
-
-
-class Neg(Function):
-    """y = -a;  dL/da = -g."""
-
-    @staticmethod
-    def forward(ctx, a):
-        return -a
-
-    @staticmethod
-    def backward(ctx, g):
-        return (-g,)
-
-
-class Pow(Function):
-    """y = a^p for a constant exponent p;  dL/da = g · p · a^(p-1)."""
-
-    @staticmethod
-    def forward(ctx, a, p):
-        ctx.save_for_backward(a)
-        ctx.p = p
-        return a**p
-
-    @staticmethod
-    def backward(ctx, g):
-        (a,) = ctx.saved_tensors
-        return g * (ctx.p * a ** (ctx.p - 1)), None
-
-
-class Exp(Function):
-    """y = exp(a);  dL/da = g · y."""
-
-    @staticmethod
-    def forward(ctx, a):
-        y = backend.array_module_of(a).exp(a)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return (g * y,)
-
-
-class Log(Function):
-    """y = log(a);  dL/da = g / a."""
-
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return backend.array_module_of(a).log(a)
-
-    @staticmethod
-    def backward(ctx, g):
-        (a,) = ctx.saved_tensors
-        return (g / a,)
-
-
-class MatMul(Function):
-    """Y = A @ B (batched over leading axes, broadcast as numpy.matmul);
-    dL/dA = G @ Bᵀ, dL/dB = Aᵀ @ G (transposing the last two axes, then unbroadcast).
-    1-D operands are treated as a row (A) or column (B) vector, as numpy does."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return a @ b
-
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2[..., None, :]
-        if b.ndim == 1:
-            g2 = g2[..., None]
-        ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
-        if ctx.needs_input_grad[1]:
-            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
-        return ga, gb
-
-
-def _expand_reduced(g, shape, axes, keepdims):
-    """Reinsert the reduced axes into a reduction's gradient so it broadcasts against the input."""
-    if not keepdims:
-        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
-    return g
-
-
-class Sum(Function):
-    """y = Σ_axes a;  dL/da = g broadcast back over the summed axes."""
-
-    @staticmethod
-    def forward(ctx, a, axes, keepdims):
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
-        return backend.array_module_of(a).asarray(a.sum(axis=ctx.axes, keepdims=keepdims))
-
-    @staticmethod
-    def backward(ctx, g):
-        g = _expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdims)
-        return backend.array_module_of(g).broadcast_to(g, ctx.shape).copy(), None, None
-
-
-class Mean(Function):
-    """y = (1/n) Σ_axes a with n the number of reduced elements;  dL/da = g / n, broadcast."""
-
-    @staticmethod
-    def forward(ctx, a, axes, keepdims):
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
-        ctx.n = int(np.prod([a.shape[i] for i in ctx.axes])) if ctx.axes else 1
-        return backend.array_module_of(a).asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
-
-    @staticmethod
-    def backward(ctx, g):
-        g = _expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdims) / g.dtype.type(ctx.n)
-        return backend.array_module_of(g).broadcast_to(g, ctx.shape).copy(), None, None
-
-
-class Max(Function):
-    """y = max_axes a;  dL/da = g at the maximal entries, 0 elsewhere.
-
-    Where several entries tie for the maximum, the gradient is split equally among them (so that
-    the total is g, as for a subgradient of the max).
-    """
-
-    @staticmethod
-    def forward(ctx, a, axes, keepdims):
-        y = a.max(axis=axes, keepdims=True)
-        is_max = a == y
-        ctx.save_for_backward(is_max)
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
-        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in axes])
-
-    @staticmethod
-    def backward(ctx, g):
-        (is_max,) = ctx.saved_tensors
-        g = _expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdims)
-        count = is_max.sum(axis=ctx.axes, keepdims=True).astype(g.dtype)
-        return (is_max * (g / count)).astype(g.dtype, copy=False), None, None
-
-
-class Reshape(Function):
-    """y = a viewed with a new shape;  dL/da = g reshaped back."""
-
-    @staticmethod
-    def forward(ctx, a, shape):
-        ctx.shape = a.shape
-        return a.reshape(shape)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g.reshape(ctx.shape), None
-
-
-class Transpose(Function):
-    """y = a with axes permuted by ``axes`` (non-negative, a permutation);  dL/da = g permuted by the inverse."""
-
-    @staticmethod
-    def forward(ctx, a, axes):
-        ctx.inverse = tuple(int(i) for i in np.argsort(axes))
-        return a.transpose(axes)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g.transpose(ctx.inverse), None
-
-
-class GetItem(Function):
-    """y = a[index] (basic or advanced indexing);  dL/da = zeros with g scattered (added) at index.
-
-    Scatter-add (not assignment) because advanced indexing may pick the same element twice.
-    """
-
-    @staticmethod
-    def forward(ctx, a, index):
-        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
-        try:
-            return a[index]
-        except IndexError as err:  # out of range, too many indices, a mask of the wrong shape
-            raise TensorIndexError(f"getitem: index {checks.show(index)} does not fit shape {a.shape}: {err}") from None
-
-    @staticmethod
-    def backward(ctx, g):
-        xp = backend.array_module_of(g)
-        grad = xp.zeros(ctx.shape, dtype=ctx.dtype)
-        xp.add.at(grad, ctx.index, g)
-        return grad, None
-
-
-class AsType(Function):
-    """y = a converted to another dtype;  dL/da = g converted back to a's dtype."""
-
-    @staticmethod
-    def forward(ctx, a, dtype):
-        ctx.dtype = a.dtype
-        return a.astype(dtype)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g.astype(ctx.dtype), None
-
-
-class Concatenate(Function):
-    """y = [a₀, a₁, …] joined along ``axis``;  dL/daᵢ = the slice of g that aᵢ filled."""
-
-    @staticmethod
-    def forward(ctx, axis, *arrays):
-        ctx.axis = axis
-        ctx.sizes = [a.shape[axis] for a in arrays]
-        return backend.array_module_of(arrays[0]).concatenate(arrays, axis=axis)
-
-    @staticmethod
-    def backward(ctx, g):
-        splits = np.cumsum(ctx.sizes)[:-1]
-        parts = backend.array_module_of(g).split(g, splits, axis=ctx.axis)
-        return (None, *parts)
-
-
-def _join_args(op: str, tensors, axis, new_axis: bool):
-    """Check the tensors and axis of concatenate/stack; return (the tensors as a list, the axis >= 0)."""
-    if not isinstance(tensors, (list, tuple)):
-        raise TypeError(f"{op}: tensors must be a list or tuple of Tensors, got {checks.kind_of(tensors)}")
-    if not tensors:
-        raise ValueError(f"{op}: tensors must hold at least one tensor, got an empty {checks.kind_of(tensors)}")
-    arrays = [_array_arg(op, f"tensors[{i}]", t) for i, t in enumerate(tensors)]
-    first = arrays[0]
-    for i, data in enumerate(arrays[1:], start=1):
-        if data.dtype != first.dtype:
-            raise TypeError(
-                f"{op}: tensors[{i}] has dtype {data.dtype} but tensors[0] has {first.dtype}; "
-                "convert one explicitly with .astype(...)"
-            )
-        _same_backend(op, first, data, ("tensors[0]", f"tensors[{i}]"))
-    ndim = first.ndim + (1 if new_axis else 0)
-    if ndim == 0:
-        raise ValueError(f"{op}: tensors are 0-d, they have no axis to join along; use stack")
-    axis = checks.integer(op, "axis", axis)
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for a result with {ndim} dimensions")
-    axis %= ndim
-    for i, data in enumerate(arrays[1:], start=1):
-        if new_axis:
-            same = data.shape == first.shape
-        else:
-            same = data.ndim == first.ndim and all(
-                n == m for d, (n, m) in enumerate(zip(data.shape, first.shape)) if d != axis
-            )
-        if not same:
-            rule = "all shapes must be equal" if new_axis else f"shapes may differ only along axis {axis}"
-            raise ValueError(f"{op}: tensors[{i}] has shape {tuple(data.shape)} but tensors[0] has "
-                             f"{tuple(first.shape)}; {rule}")
-    return list(tensors), axis
-
-
-# ---- the public functional forms ----------------------------------------------------------
-# Each checks its arguments (names, kinds, shapes) and then applies its Function.
-
-
-def add(a, b):
-    return Add.apply(*_elementwise("add", a, b))
-
-
-def sub(a, b):
-    return Sub.apply(*_elementwise("sub", a, b))
-
-
-def mul(a, b):
-    return Mul.apply(*_elementwise("mul", a, b))
-
-
-def div(a, b):
-    """a / b; integer tensors are refused (true division would change their dtype to float64)."""
-    a, b = _elementwise("div", a, b)
-    for name, value in (("a", a), ("b", b)):
-        data = value.data if isinstance(value, Tensor) else value
-        if data.dtype.kind in "iu":
-            raise TypeError(
-                f"div: {name} has integer dtype {data.dtype} (true division would make float64); "
-                "convert it with .astype(np.float32) (or float64) first"
-            )
-    return Div.apply(a, b)
-
-
-def neg(a):
-    _not_bool("neg", "a", _array_arg("neg", "a", a))
-    return Neg.apply(a)
-
-
-def pow(a, exponent):
-    """a ** exponent for a constant real exponent (a Python or NumPy number, finite)."""
-    data = _array_arg("pow", "a", a)
-    _not_bool("pow", "a", data)
-    if isinstance(exponent, Tensor) or backend.is_array(exponent):
-        raise TypeError("pow: exponent must be a constant number; use exp(b * log(a)) for a tensor exponent")
-    if checks.is_integer(exponent):
-        exponent = int(exponent)  # a Python int keeps a's dtype (a NumPy int64 would promote int32)
-        if data.dtype.kind in "iu" and exponent < 0:
-            raise ValueError(f"pow: exponent {exponent} < 0 for integer dtype {data.dtype}; convert a to float first")
-    else:
-        exponent = checks.real("pow", "exponent", exponent)  # a Python float: float32 stays float32
-        if data.dtype.kind in "iu":
-            raise TypeError(f"pow: exponent {exponent} is a float but a has integer dtype {data.dtype}; "
-                            "convert a with .astype(np.float32) first")
-    return Pow.apply(a, exponent)
-
-
-def exp(a):
-    _floating("exp", "a", _array_arg("exp", "a", a))
-    return Exp.apply(a)
-
-
-def log(a):
-    _floating("log", "a", _array_arg("log", "a", a))
-    return Log.apply(a)
-
-
-def matmul(a, b):
-    """a @ b as numpy.matmul: 1-D operands are vectors, leading axes are batch axes (broadcast)."""
-    a_arr, b_arr = _array_arg("matmul", "a", a), _array_arg("matmul", "b", b)
-    a, b = _operands("matmul", a, b)
-    _not_bool("matmul", "a", a_arr)
-    _not_bool("matmul", "b", b_arr)
-    if a_arr.ndim == 0 or b_arr.ndim == 0:
-        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a_arr.shape} and {b_arr.shape}; "
-                         "use * for scalars")
-    inner_a, inner_b = a_arr.shape[-1], (b_arr.shape[0] if b_arr.ndim == 1 else b_arr.shape[-2])
-    if inner_a != inner_b:
-        raise ValueError(f"matmul: shapes {a_arr.shape} and {b_arr.shape} do not match: {inner_a} != {inner_b}")
-    if a_arr.ndim > 2 or b_arr.ndim > 2:
-        try:
-            np.broadcast_shapes(a_arr.shape[:-2], b_arr.shape[:-2])
-        except ValueError:
-            raise ValueError(f"matmul: the batch axes of shapes {a_arr.shape} and {b_arr.shape} cannot be "
-                             "broadcast together") from None
-    return MatMul.apply(a, b)
-
-
 def _reduction(op: str, a, axis, keepdims):
     data = _array_arg(op, "a", a)
     keepdims = checks.boolean(op, "keepdims", keepdims)
     axes = _axes(op, axis, data.ndim)
     return data, axes, keepdims
-
-
-def sum(a, axis=None, keepdims=False):
-    _, axes, keepdims = _reduction("sum", a, axis, keepdims)
-    return Sum.apply(a, axes, keepdims)
-
-
-def mean(a, axis=None, keepdims=False):
-    data, axes, keepdims = _reduction("mean", a, axis, keepdims)
-    _floating("mean", "a", data)
-    if any(data.shape[ax] == 0 for ax in axes):
-        raise ValueError(f"mean: cannot average over an empty axis (shape {data.shape}, axis {checks.show(axis)})")
-    return Mean.apply(a, axes, keepdims)
-
-
-def max(a, axis=None, keepdims=False):
-    data, axes, keepdims = _reduction("max", a, axis, keepdims)
-    if any(data.shape[ax] == 0 for ax in axes):
-        raise ValueError(f"max: an empty axis has no maximum (shape {data.shape}, axis {checks.show(axis)})")
-    return Max.apply(a, axes, keepdims)
-
-
-def reshape(a, shape):
-    data = _array_arg("reshape", "a", a)
-    return Reshape.apply(a, _shape_arg("reshape", shape, data.size, data.shape))
-
-
-def transpose(a, axes=None):
-    """a with its axes permuted by ``axes`` (a permutation of 0..ndim-1, negatives allowed); reversed when None."""
-    data = _array_arg("transpose", "a", a)
-    ndim = data.ndim
-    if axes is None:
-        return Transpose.apply(a, tuple(reversed(range(ndim))))
-    if not isinstance(axes, (tuple, list)) or not all(checks.is_integer(ax) for ax in axes):
-        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {_got(axes)}")
-    if len(axes) != ndim or any(not -ndim <= ax < ndim for ax in axes) or sorted(
-        int(ax) % ndim for ax in axes
-    ) != list(range(ndim)):
-        raise ValueError(
-            f"transpose: axes must be a permutation of 0..{ndim - 1} for shape {data.shape}, got {tuple(axes)}"
-        )
-    return Transpose.apply(a, tuple(int(ax) % ndim for ax in axes))
 
 
 def _index_part(part, xp):
@@ -692,6 +233,396 @@ def _index_part(part, xp):
     )
 
 
+def _join_args(op: str, tensors, axis, new_axis: bool):
+    """Check the tensors and axis of concatenate/stack; return (the tensors as a list, the axis >= 0)."""
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{op}: tensors must be a list or tuple of Tensors, got {checks.kind_of(tensors)}")
+    if not tensors:
+        raise ValueError(f"{op}: tensors must hold at least one tensor, got an empty {checks.kind_of(tensors)}")
+    arrays = [_array_arg(op, f"tensors[{i}]", t) for i, t in enumerate(tensors)]
+    first = arrays[0]
+    for i, data in enumerate(arrays[1:], start=1):
+        same_dtype(op, f"tensors[{i}]", data, "tensors[0]", first)
+        same_backend(op, f"tensors[{i}]", data, "tensors[0]", first)
+    ndim = first.ndim + (1 if new_axis else 0)
+    if ndim == 0:
+        raise ValueError(f"{op}: tensors are 0-d, they have no axis to join along; use stack")
+    axis = checks.integer(op, "axis", axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a result with {ndim} dimensions")
+    axis %= ndim
+    for i, data in enumerate(arrays[1:], start=1):
+        if new_axis:
+            same = data.shape == first.shape
+        else:
+            same = data.ndim == first.ndim and all(
+                n == m for d, (n, m) in enumerate(zip(data.shape, first.shape)) if d != axis
+            )
+        if not same:
+            rule = "all shapes must be equal" if new_axis else f"shapes may differ only along axis {axis}"
+            raise ValueError(f"{op}: tensors[{i}] has shape {tuple(data.shape)} but tensors[0] has "
+                             f"{tuple(first.shape)}; {rule}")
+    return list(tensors), axis
+
+
+# ---- the Functions, each followed by its public form --------------------------------------
+# A public form checks its arguments (names, kinds, shapes) and then applies its Function.
+
+
+class Add(Function):
+    """y = a + b;  dL/da = unbroadcast(g), dL/db = unbroadcast(g)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+def add(a, b):
+    return Add.apply(*_elementwise("add", a, b))
+
+
+class Neg(Function):
+    """y = -a;  dL/da = -g."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return (-g,)
+
+
+def neg(a):
+    _not_bool("neg", "a", _array_arg("neg", "a", a))
+    return Neg.apply(a)
+
+
+def sub(a, b):
+    """a - b = a + (-b): two recorded steps, Add's unbroadcast and Neg's sign, give dL/db = -g
+    (each term unbroadcast); no Function of its own is needed, as in micrograd."""
+    a, b = _elementwise("sub", a, b)
+    return Add.apply(a, Neg.apply(b))
+
+
+class Mul(Function):
+    """y = a · b;  dL/da = g · b, dL/db = g · a (each unbroadcast)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
+        ctx.shapes = (a.shape, b.shape)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        ga = unbroadcast(g * b, sa) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, sb) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def mul(a, b):
+    return Mul.apply(*_elementwise("mul", a, b))
+
+
+class Div(Function):
+    """y = a / b;  dL/da = g / b, dL/db = -g · a / b² = -g · y / b."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = a / b
+        ctx.save_for_backward(b, y if ctx.needs_input_grad[1] else None)  # y only for dL/db
+        ctx.shapes = (a.shape, b.shape)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        b, y = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        ga = unbroadcast(g / b, sa) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g * y / b, sb) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def div(a, b):
+    """a / b; integer tensors are refused (true division would change their dtype to float64)."""
+    a, b = _elementwise("div", a, b)
+    for name, value in (("a", a), ("b", b)):
+        data = value.data if isinstance(value, Tensor) else value
+        if data.dtype.kind in "iu":
+            raise TypeError(
+                f"div: {name} has integer dtype {data.dtype} (true division would make float64); "
+                "convert it with .astype(np.float32) (or float64) first"
+            )
+    return Div.apply(a, b)
+
+
+class Pow(Function):
+    """y = a^p for a constant exponent p;  dL/da = g · p · a^(p-1)."""
+
+    @staticmethod
+    def forward(ctx, a, p):
+        ctx.save_for_backward(a)
+        ctx.p = p
+        return a**p
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * (ctx.p * a ** (ctx.p - 1)), None
+
+
+def pow(a, exponent):
+    """a ** exponent for a constant real exponent (a Python or NumPy number, finite)."""
+    data = _array_arg("pow", "a", a)
+    _not_bool("pow", "a", data)
+    if isinstance(exponent, Tensor) or backend.is_array(exponent):
+        raise TypeError("pow: exponent must be a constant number; use exp(b * log(a)) for a tensor exponent")
+    if checks.is_integer(exponent):
+        exponent = int(exponent)  # a Python int keeps a's dtype (a NumPy int64 would promote int32)
+        if data.dtype.kind in "iu" and exponent < 0:
+            raise ValueError(f"pow: exponent {exponent} < 0 for integer dtype {data.dtype}; convert a to float first")
+    else:
+        exponent = checks.real("pow", "exponent", exponent)  # a Python float: float32 stays float32
+        if data.dtype.kind in "iu":
+            raise TypeError(f"pow: exponent {exponent} is a float but a has integer dtype {data.dtype}; "
+                            "convert a with .astype(np.float32) first")
+    return Pow.apply(a, exponent)
+
+
+class Exp(Function):
+    """y = exp(a);  dL/da = g · y."""
+
+    @staticmethod
+    def forward(ctx, a):
+        y = backend.array_module_of(a).exp(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return (g * y,)
+
+
+def exp(a):
+    _floating("exp", "a", _array_arg("exp", "a", a))
+    return Exp.apply(a)
+
+
+class Log(Function):
+    """y = log(a);  dL/da = g / a."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return backend.array_module_of(a).log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g / a,)
+
+
+def log(a):
+    _floating("log", "a", _array_arg("log", "a", a))
+    return Log.apply(a)
+
+
+class MatMul(Function):
+    """Y = A @ B (batched over leading axes, broadcast as numpy.matmul);
+    dL/dA = G @ Bᵀ, dL/dB = Aᵀ @ G (transposing the last two axes, then unbroadcast).
+    1-D operands are treated as a row (A) or column (B) vector, as numpy does."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
+        if b.ndim == 1:
+            g2 = g2[..., None]
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+def matmul(a, b):
+    """a @ b as numpy.matmul: 1-D operands are vectors, leading axes are batch axes (broadcast)."""
+    a_arr, b_arr = _array_arg("matmul", "a", a), _array_arg("matmul", "b", b)
+    a, b = _operands("matmul", a, b)
+    _not_bool("matmul", "a", a_arr)
+    _not_bool("matmul", "b", b_arr)
+    if a_arr.ndim == 0 or b_arr.ndim == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a_arr.shape} and {b_arr.shape}; "
+                         "use * for scalars")
+    inner_a, inner_b = a_arr.shape[-1], (b_arr.shape[0] if b_arr.ndim == 1 else b_arr.shape[-2])
+    if inner_a != inner_b:
+        raise ValueError(f"matmul: shapes {a_arr.shape} and {b_arr.shape} do not match: {inner_a} != {inner_b}")
+    if a_arr.ndim > 2 or b_arr.ndim > 2:
+        try:
+            np.broadcast_shapes(a_arr.shape[:-2], b_arr.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: the batch axes of shapes {a_arr.shape} and {b_arr.shape} cannot be "
+                             "broadcast together") from None
+    return MatMul.apply(a, b)
+
+
+def _expand_reduced(g, shape, axes, keepdims):
+    """Reinsert the reduced axes into a reduction's gradient so it broadcasts against the input."""
+    if not keepdims:
+        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
+    return g
+
+
+class Sum(Function):
+    """y = Σ_axes a;  dL/da = g broadcast back over the summed axes."""
+
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
+        return backend.array_module_of(a).asarray(a.sum(axis=ctx.axes, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdims)
+        return backend.array_module_of(g).broadcast_to(g, ctx.shape).copy(), None, None
+
+
+def sum(a, axis=None, keepdims=False):
+    _, axes, keepdims = _reduction("sum", a, axis, keepdims)
+    return Sum.apply(a, axes, keepdims)
+
+
+def mean(a, axis=None, keepdims=False):
+    """(1/n) Σ_axes a = Σ_axes a / n, n the number of reduced elements: Sum then Div, so
+    dL/da = g / n broadcast back, and the value is NumPy's mean (the same sum, then one division)."""
+    data, axes, keepdims = _reduction("mean", a, axis, keepdims)
+    _floating("mean", "a", data)
+    if any(data.shape[ax] == 0 for ax in axes):
+        raise ValueError(f"mean: cannot average over an empty axis (shape {data.shape}, axis {checks.show(axis)})")
+    count = math.prod(data.shape[ax] for ax in axes)
+    return Div.apply(Sum.apply(a, axes, keepdims), backend.array_module_of(data).asarray(count, dtype=data.dtype))
+
+
+class Max(Function):
+    """y = max_axes a;  dL/da = g at the maximal entries, 0 elsewhere.
+
+    Where several entries tie for the maximum, the gradient is split equally among them (so that
+    the total is g, as for a subgradient of the max).
+    """
+
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        y = a.max(axis=axes, keepdims=True)
+        is_max = a == y
+        ctx.save_for_backward(is_max)
+        ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
+        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+
+    @staticmethod
+    def backward(ctx, g):
+        (is_max,) = ctx.saved_tensors
+        g = _expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdims)
+        count = is_max.sum(axis=ctx.axes, keepdims=True).astype(g.dtype)
+        return (is_max * (g / count)).astype(g.dtype, copy=False), None, None
+
+
+def max(a, axis=None, keepdims=False):
+    data, axes, keepdims = _reduction("max", a, axis, keepdims)
+    if any(data.shape[ax] == 0 for ax in axes):
+        raise ValueError(f"max: an empty axis has no maximum (shape {data.shape}, axis {checks.show(axis)})")
+    return Max.apply(a, axes, keepdims)
+
+
+class Reshape(Function):
+    """y = a viewed with a new shape;  dL/da = g reshaped back."""
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape), None
+
+
+def reshape(a, shape):
+    data = _array_arg("reshape", "a", a)
+    return Reshape.apply(a, _shape_arg("reshape", shape, data.size, data.shape))
+
+
+class Transpose(Function):
+    """y = a with axes permuted by ``axes`` (non-negative, a permutation);  dL/da = g permuted by the inverse."""
+
+    @staticmethod
+    def forward(ctx, a, axes):
+        ctx.inverse = tuple(int(i) for i in np.argsort(axes))
+        return a.transpose(axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.transpose(ctx.inverse), None
+
+
+def transpose(a, axes=None):
+    """a with its axes permuted by ``axes`` (a permutation of 0..ndim-1, negatives allowed); reversed when None."""
+    data = _array_arg("transpose", "a", a)
+    ndim = data.ndim
+    if axes is None:
+        return Transpose.apply(a, tuple(reversed(range(ndim))))
+    if not isinstance(axes, (tuple, list)) or not all(checks.is_integer(ax) for ax in axes):
+        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {_got(axes)}")
+    if len(axes) != ndim or any(not -ndim <= ax < ndim for ax in axes) or sorted(
+        int(ax) % ndim for ax in axes
+    ) != list(range(ndim)):
+        raise ValueError(
+            f"transpose: axes must be a permutation of 0..{ndim - 1} for shape {data.shape}, got {tuple(axes)}"
+        )
+    return Transpose.apply(a, tuple(int(ax) % ndim for ax in axes))
+
+
+class GetItem(Function):
+    """y = a[index] (basic or advanced indexing);  dL/da = zeros with g scattered (added) at index.
+
+    Scatter-add (not assignment) because advanced indexing may pick the same element twice.
+    """
+
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        try:
+            return a[index]
+        except IndexError as err:  # out of range, too many indices, a mask of the wrong shape
+            raise TensorIndexError(f"getitem: index {checks.show(index)} does not fit shape {a.shape}: {err}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = backend.array_module_of(g)
+        grad = xp.zeros(ctx.shape, dtype=ctx.dtype)
+        xp.add.at(grad, ctx.index, g)
+        return grad, None
+
+
 def getitem(a, index):
     """a[index] with basic (ints, slices, None, ...) or advanced (int/bool arrays) indexing."""
     data = _array_arg("getitem", "a", a)
@@ -701,6 +632,19 @@ def getitem(a, index):
     else:
         index = _index_part(index, xp)
     return GetItem.apply(a, index)
+
+
+class AsType(Function):
+    """y = a converted to another dtype;  dL/da = g converted back to a's dtype."""
+
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.dtype), None
 
 
 def astype(a, dtype):
@@ -718,6 +662,22 @@ def astype(a, dtype):
         data = a.data if isinstance(a, Tensor) else a
         return Tensor._wrap(data.astype(resolved))
     return AsType.apply(a, resolved)
+
+
+class Concatenate(Function):
+    """y = [a₀, a₁, …] joined along ``axis``;  dL/daᵢ = the slice of g that aᵢ filled."""
+
+    @staticmethod
+    def forward(ctx, axis, *arrays):
+        ctx.axis = axis
+        ctx.sizes = [a.shape[axis] for a in arrays]
+        return backend.array_module_of(arrays[0]).concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        splits = np.cumsum(ctx.sizes)[:-1]
+        parts = backend.array_module_of(g).split(g, splits, axis=ctx.axis)
+        return (None, *parts)
 
 
 def concatenate(tensors, axis=0):

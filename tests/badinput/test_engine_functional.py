@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyspike import functional as F
-from tinyspike import ops
+from tinyspike import kernels, ops
 from tinyspike.autograd import Tensor
 from tinyspike.functional import surrogate
 
@@ -253,9 +253,9 @@ def test_conv2d_computes_only_in_float32_or_float64(which, dtype):
 
 @FEW
 @given(flag=not_bools)
-def test_conv2d_binary_input_must_be_a_bool(flag):
+def test_conv2d_spike_input_must_be_a_bool(flag):
     w = Tensor(np.ones((4, 3, 3, 3), np.float32))
-    assert_clear("conv2d binary_input", lambda: F.conv2d(x4(), w, binary_input=flag), "conv2d: binary_input", flag)
+    assert_clear("conv2d spike_input", lambda: F.conv2d(x4(), w, spike_input=flag), "conv2d: spike_input", flag)
 
 
 def _bn(**kwargs):
@@ -305,15 +305,24 @@ def test_lif_neuron_parameters(name, data):
 
 
 @FEW
-@given(name=st.sampled_from(["detach_reset", "implementation", "surrogate"]), data=st.data())
+@given(name=st.sampled_from(["detach_reset", "surrogate"]), data=st.data())
 def test_lif_options(name, data):
     if name == "detach_reset":
         value = data.draw(not_bools)
-    elif name == "implementation":
-        value = data.draw(st.sampled_from(["cuda", "gpu", "numba", 1, True, "", "REFERENCE"]))
     else:
         value = data.draw(st.sampled_from(["step", 1.0, None, "", surrogate.Rectangular]))
     assert_clear(f"lif {name}", lambda: F.lif(LIF_X, **{name: value}), f"lif: {name}", value)
+
+
+def _run_lif_using(choice):
+    with kernels.use(choice):
+        F.lif(LIF_X)
+
+
+@FEW
+@given(choice=st.sampled_from(["cuda", "gpu", "numba", "numba_cpu", 1, True, None, "", "REFERENCE"]))
+def test_kernel_choice(choice):
+    assert_clear("kernels.use choice", lambda: _run_lif_using(choice), "kernels.use: choice", choice)
 
 
 @FEW
@@ -472,10 +481,10 @@ def test_defect4_batch_norm_eps_and_running_statistics():
 def test_defect6_conv2d_checks_the_binary_promise_without_a_weight_gradient():
     x = x4()  # normal values, not spikes
     frozen = Tensor(np.ones((4, 3, 3, 3), np.float32))  # requires_grad=False: dW not needed
-    with pytest.raises(ValueError, match="conv2d: binary_input=True but x holds values other than 0 and 1"):
-        F.conv2d(x, frozen, binary_input=True)  # was accepted silently
+    with pytest.raises(ValueError, match="conv2d: spike_input=True but x holds values other than 0 and 1"):
+        F.conv2d(x, frozen, spike_input=True)  # was accepted silently
     spikes = Tensor((x.numpy() > 0).astype(np.float32))
-    np.testing.assert_array_equal(F.conv2d(spikes, frozen, binary_input=True).numpy(),
+    np.testing.assert_array_equal(F.conv2d(spikes, frozen, spike_input=True).numpy(),
                                   F.conv2d(spikes, frozen).numpy())  # the kept promise changes nothing
 
 
@@ -497,8 +506,9 @@ def test_defect8_tensor_op_arguments_are_named():
         x + Tensor(np.ones(4))  # was NumPy's message without the op
 
 
-def test_defect11_dropout_rng_and_lif_implementation():
+def test_defect11_dropout_rng_and_kernel_choice():
     with pytest.raises(TypeError, match="dropout: rng must be a numpy.random.Generator.*RandomState"):
         F.dropout(x4(), 0.5, True, rng=np.random.RandomState(0))  # was an error deep inside
-    with pytest.raises(ValueError, match="lif: implementation='cuda' needs CuPy and a GPU"):
-        F.lif(LIF_X, implementation="cuda")  # was ModuleNotFoundError (no CuPy here)
+    with pytest.raises(ValueError, match="kernels.use: choice must be one of"):
+        with kernels.use("cuda"):  # one way to choose, by role ("reference" or "fast"), not by name
+            F.lif(LIF_X)

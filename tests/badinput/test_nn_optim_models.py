@@ -197,7 +197,7 @@ LAYER_ARGS = {  # (layer, argument): (how to build it with that argument, the va
     ("Conv2d", "stride"): (lambda v: nn.Conv2d(3, 4, 3, stride=v), bad_int(low=1)),
     ("Conv2d", "padding"): (lambda v: nn.Conv2d(3, 4, 3, padding=v), bad_int(low=0)),
     ("Conv2d", "bias"): (lambda v: nn.Conv2d(3, 4, 3, bias=v), BAD_FLAG),
-    ("Conv2d", "binary_input"): (lambda v: nn.Conv2d(3, 4, 3, binary_input=v), BAD_FLAG.filter(lambda v: v != "")),
+    ("Conv2d", "spike_input"): (lambda v: nn.Conv2d(3, 4, 3, spike_input=v), BAD_FLAG),
     ("Conv2d", "generator"): (lambda v: nn.Conv2d(3, 4, 3, generator=v), BAD_GENERATOR),
     ("BatchNorm2d", "num_features"): (lambda v: nn.BatchNorm2d(v), bad_int(low=1)),
     ("BatchNorm2d", "eps"): (lambda v: nn.BatchNorm2d(3, eps=v), bad_real(low=0.0, low_open=True)),

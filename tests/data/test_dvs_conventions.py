@@ -237,7 +237,7 @@ def test_emulated_recordings_keep_on_in_channel_1(tmp_path):
 
 
 def test_convention_through_the_registry_and_the_command_line(tmp_path, capsys):
-    from tinyspike.cli import _parse_options, build_parser, main
+    from tinyspike.cli import build_parser, main, parse_options
     from tinyspike.data.aedat import write_aedat2
     from tinyspike.data.events import make_events
     from tinyspike.data.registry import build_splits
@@ -251,7 +251,7 @@ def test_convention_through_the_registry_and_the_command_line(tmp_path, capsys):
                 rng.integers(0, 2, n)))
     args = build_parser().parse_args(["train", "--dataset", "cifar10-dvs", "--data-dir", str(tmp_path),
                                       "--data-opt", "convention=spikingjelly"])
-    options = _parse_options(args.data_opt, "--data-opt")
+    options = parse_options(args.data_opt, "--data-opt")
     assert options == {"convention": "spikingjelly"}
     train, test, _ = build_splits("cifar10-dvs", tmp_path, 2, use_cache=False, progress=False, **options)
     assert train.convention.name == test.convention.name == "spikingjelly"

@@ -1,7 +1,7 @@
 """The ``strict_cupy`` fixture: the strict CuPy stand-in as ``cupy``, for the tests of this folder only.
 
 While it is active, ``import cupy`` gives ``fake_cupy.module``, ``tinyspike.use("cupy")`` computes
-with it, and every kernel lookup returns the *reference* kernels: the stand-in is an array library,
+with it, and every Function picks the *reference* kernels (``kernels.use("reference")``): the stand-in is an array library,
 it cannot compile the CUDA kernels (``kernels/cuda``), whose sources ``tests/test_cuda_sources.py``
 compiles and ``tests/test_gpu.py`` runs on a real GPU. Forcing the reference kernels (rather than
 hoping a failed CUDA call falls back) keeps the choice explicit: the NumPy side of every comparison
@@ -20,7 +20,7 @@ from tinyspike import backend, kernels
 def strict_cupy():
     previous = fake_cupy.install()
     try:
-        with kernels.forced("reference"):
+        with kernels.use("reference"):
             yield fake_cupy.module
     finally:
         fake_cupy.uninstall(previous)

@@ -356,7 +356,7 @@ def _build_module():
 
 def _no_cuda(*args, **kwargs):
     raise StrictCupyError("the strict CuPy stand-in compiles no CUDA: run it with the reference kernels "
-                          "(tinyspike.kernels.forced('reference'))")
+                          "(with tinyspike.kernels.use('reference'))")
 
 
 # ---- random ---------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ changing the model, and the data and comparison models every analysis of one sou
 from __future__ import annotations
 
 from tinyspike import checks
+from tinyspike.autograd import no_grad
+from tinyspike.models.blocks import ResidualBlock
+from tinyspike.models.registry import check_model_name as known
+from tinyspike.nn import Dropout
 
 
 def residual_blocks(model, where: str) -> list[tuple[str, object]]:
@@ -23,8 +27,6 @@ def residual_blocks(model, where: str) -> list[tuple[str, object]]:
 
     ValueError naming ``model`` when there is none: a block-wise analysis has nothing to look at.
     """
-    from tinyspike.models.blocks import ResidualBlock
-
     if not hasattr(model, "named_modules"):
         raise TypeError(f"{where}: model must be a tinyspike Module, got {checks.kind_of(model)}")
     blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, ResidualBlock)]
@@ -55,8 +57,6 @@ class model_state_kept:
             p.grad = None
         model.train(self.batch_statistics)
         if self.batch_statistics:
-            from tinyspike.nn import Dropout
-
             for m in model.modules():
                 if isinstance(m, Dropout):
                     m.eval()
@@ -76,8 +76,6 @@ class measuring:
     """``model_state_kept`` without gradients: forward passes that only observe."""
 
     def __init__(self, model, batch_statistics: bool):
-        from tinyspike.autograd import no_grad
-
         self.kept, self.no_grad = model_state_kept(model, batch_statistics), no_grad()
 
     def __enter__(self):
@@ -98,8 +96,6 @@ def check_batches(where: str, batch_size, batches) -> tuple[int, int]:
 
 def check_model_name(where: str, name: str, value) -> str:
     """A model name of the zoo (``tinyspike.models.registry``), checked before anything is computed."""
-    from tinyspike.models.registry import check_model_name as known
-
     if not isinstance(value, str):
         raise TypeError(f"{where}: {name} must be a model name (str), got {checks.kind_of(value)} "
                         f"{checks.show(value)}")
@@ -143,3 +139,9 @@ def take_batches(source, batch_size: int, batches: int, split: str = "test") -> 
 def describe_source(source) -> dict:
     """The source's JSON-safe facts (``AnalysisSource.describe``), or just its model name."""
     return source.describe() if hasattr(source, "describe") else {"model": source.model_name}
+
+
+def legend_label(source) -> str:
+    """How a figure's legend names the source's model: with its options and whether it is trained
+    (``AnalysisSource.legend_label``), or just its model name."""
+    return source.legend_label() if hasattr(source, "legend_label") else source.model_name

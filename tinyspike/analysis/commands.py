@@ -37,7 +37,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from tinyspike.analysis.outputs import output_paths
+from tinyspike.analysis.source import AnalysisSource
+from tinyspike.command_line import (
+    UserError, nonneg_int, parse_options, positive_int, real_number, sigterm_as_interrupt, use_backend,
+)
+from tinyspike.train.config import RECIPES
+from tinyspike.train.run_dir import check_writable
 
 
 @dataclass(frozen=True)
@@ -147,8 +155,6 @@ class _LazyEpilogFormatter(argparse.RawDescriptionHelpFormatter):
 
 def add_analyze_parser(sub) -> argparse.ArgumentParser:
     """Register ``tinyspike analyze`` on the CLI's subparsers."""
-    from tinyspike.cli import _float, _nonneg_int, _positive_int
-
     a = sub.add_parser(
         "analyze", help="the paper's analyses: depth study, gradient norms, SSIM, firing, landscape, ...",
         epilog=_EPILOG_PLACEHOLDER, formatter_class=_LazyEpilogFormatter,
@@ -165,19 +171,19 @@ def add_analyze_parser(sub) -> argparse.ArgumentParser:
     a.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="a dataset option (repeatable)")
     a.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                    help="a model option for an untrained model or a study's runs, e.g. widths=[4,8,8]")
-    a.add_argument("--seed", type=_nonneg_int, help="weight seed of an untrained model (default 0); a study's seed")
-    a.add_argument("--T", "-T", dest="T", type=_positive_int, help="time steps of an untrained model or a study")
+    a.add_argument("--seed", type=nonneg_int, help="weight seed of an untrained model (default 0); a study's seed")
+    a.add_argument("--T", "-T", dest="T", type=positive_int, help="time steps of an untrained model or a study")
     a.add_argument("--backend", help="numpy (CPU, default) or cupy (GPU)")
     a.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an option of the analysis (repeatable)")
     study = a.add_argument_group("depth-study and alternatives")
     study.add_argument("--depths", help="comma-separated depths 6n+2, e.g. 8,14,20,32,44,56")
     study.add_argument("--families", help="comma-separated block families: ms, srb, src, vanilla, wolif, plain")
-    study.add_argument("--epochs", type=_positive_int, help="epochs of every run (default: the recipe's)")
+    study.add_argument("--epochs", type=positive_int, help="epochs of every run (default: the recipe's)")
     study.add_argument("--recipe", help="depth-study (default of depth-study), alternative (of alternatives), "
                                         "recommended, or none (the dataset's defaults)")
-    study.add_argument("--batch-size", type=_positive_int)
-    study.add_argument("--lr", type=_float, help="learning rate")
-    study.add_argument("--weight-decay", type=_float)
+    study.add_argument("--batch-size", type=positive_int)
+    study.add_argument("--lr", type=real_number, help="learning rate")
+    study.add_argument("--weight-decay", type=real_number)
     bar = a.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show progress bars (default: when stderr is a terminal)")
@@ -205,16 +211,11 @@ def _refuse(args, flags, why):
 
 
 def _log(line):
-    from tqdm import tqdm
-
     tqdm.write(line, file=sys.stdout)
     sys.stdout.flush()
 
 
 def run_study(args, run) -> dict:
-    from tinyspike.cli import _parse_options, _sigterm_as_interrupt
-    from tinyspike.train.config import RECIPES
-
     if args.checkpoint is not None:
         raise _user_error(f"{args.name} trains its own runs: it takes no CHECKPOINT (got {args.checkpoint!r})")
     _refuse(args, ["--model", "--opt"], f"to {args.name} (it builds one model per family and depth)")
@@ -234,10 +235,10 @@ def run_study(args, run) -> dict:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     settings = dict(T=args.T, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                     seed=args.seed, data_dir=args.data_dir, backend=args.backend,
-                    model_options=_parse_options(args.model_opt, "--model-opt"),
-                    dataset_options=_parse_options(args.data_opt, "--data-opt"))
+                    model_options=parse_options(args.model_opt, "--model-opt"),
+                    dataset_options=parse_options(args.data_opt, "--data-opt"))
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return run(args.out, dataset=args.dataset or "digits", depths=depths, families=families, epochs=epochs,
                        recipe=recipe, progress=progress, log=_log, **settings)
     except KeyboardInterrupt:
@@ -248,9 +249,7 @@ def run_study(args, run) -> dict:
 
 def analysis_options(name: str, run, items) -> dict:
     """The ``--opt KEY=VALUE`` items as keyword arguments of ``run``, unknown names refused."""
-    from tinyspike.cli import _parse_options
-
-    options = _parse_options(items, "--opt") or {}
+    options = parse_options(items, "--opt") or {}
     names, any_name = option_names(run)
     unknown = sorted(k for k in options if k not in names)
     if unknown and not any_name:
@@ -260,10 +259,7 @@ def analysis_options(name: str, run, items) -> dict:
 
 def make_source(args):
     """The AnalysisSource that ``args`` describe: a checkpoint, or an untrained --model/--dataset."""
-    from tinyspike.analysis.source import AnalysisSource
-    from tinyspike.cli import _parse_options
-
-    data_opts = _parse_options(args.data_opt, "--data-opt")
+    data_opts = parse_options(args.data_opt, "--data-opt")
     if args.checkpoint is not None:
         _refuse(args, ["--dataset", "--model-opt", "--seed", "--T"],
                 "to a checkpoint (its model, dataset and T are stored in it)")
@@ -276,14 +272,12 @@ def make_source(args):
     _refuse(args, ["--depths", "--families", "--epochs", "--recipe", "--batch-size", "--lr", "--weight-decay"],
             f"to {args.name} (they are options of depth-study and alternatives)")
     return AnalysisSource.from_model(args.model, args.dataset, data_dir=args.data_dir,
-                                     model_opts=_parse_options(args.model_opt, "--model-opt"), data_opts=data_opts,
+                                     model_opts=parse_options(args.model_opt, "--model-opt"), data_opts=data_opts,
                                      seed=0 if args.seed is None else args.seed, time_steps=args.T)
 
 
 def cmd_analyze(args) -> int:
     """``tinyspike analyze``: run one analysis, print where its files are."""
-    from tinyspike.cli import UserError
-
     try:
         return _analyze(args)
     except UserError as err:  # the CLI helpers' errors (--opt, --backend), seen as ours
@@ -291,9 +285,6 @@ def cmd_analyze(args) -> int:
 
 
 def _analyze(args) -> int:
-    from tinyspike.cli import _use_backend
-    from tinyspike.train.run_dir import check_writable
-
     if args.name not in ANALYSES:
         raise _user_error(f"unknown analysis {args.name!r}; choose one of: {', '.join(ANALYSES)}")
     entry = ANALYSES[args.name]
@@ -310,7 +301,7 @@ def _analyze(args) -> int:
         return 0
     options = analysis_options(args.name, run, args.opt)
     if args.backend:
-        _use_backend(args.backend)
+        use_backend(args.backend)
     source = make_source(args)
     run(source, out, **options)
     json_path, png_path = output_paths(out, args.name)

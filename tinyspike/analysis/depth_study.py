@@ -31,9 +31,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from tqdm import tqdm
+
 from tinyspike import checks
-from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, write_figure, write_json
-from tinyspike.train import TrainConfig, resolve_config, train
+from tinyspike.analysis.outputs import count, new_figure, output_dir, output_paths, wrap, write_figure, write_json
+from tinyspike.models.registry import cifar_depth_to_blocks
+from tinyspike.train import TrainConfig, read_trainer_checkpoint, resolve_config, train
+from tinyspike.train.config import RECIPES
 from tinyspike.train.run_dir import RUN_FILES, RunDir
 
 #: family short name -> model name prefix (tinyspike.models.registry) and the label in figures
@@ -86,8 +90,6 @@ def model_name(family: str, depth: int) -> str:
 
 def check_depths(where: str, depths) -> list[int]:
     """The depths as ints, each 6n + 2 (8, 14, 20, ...), without repeats."""
-    from tinyspike.models.registry import cifar_depth_to_blocks
-
     if isinstance(depths, str) or not isinstance(depths, (list, tuple)) or not depths:
         raise TypeError(f"{where}: depths must be a non-empty list of depths 6n + 2, got {checks.show(depths)}")
     out = []
@@ -135,7 +137,6 @@ def run_state(folder: Path, config: TrainConfig) -> str:
     last = folder / "last.npz"
     if not last.exists():
         return "stale" if (folder / "config.json").exists() else "new"
-    from tinyspike.train import read_trainer_checkpoint
 
     meta = read_trainer_checkpoint(last)["meta"]
     saved = TrainConfig.from_dict(meta["config"]).to_dict()
@@ -239,12 +240,15 @@ def plot_depth_study(summary: dict, title: str):
         ax.plot(xs, list(values.values()), "s--", color=colors[family], alpha=0.6, mfc="none",
                 label=FAMILIES[family][1] + " (paper, Table II)")
     ax.set_xlabel("depth (layers)")
-    ax.set_ylabel(f"test accuracy after {summary['epochs']} epochs (%)")
+    ax.set_ylabel(f"test accuracy after {count(summary['epochs'], 'epoch')} (%)")
     ax.set_xticks(summary["depths"])
+    if len(summary["depths"]) == 1:  # one depth: keep the points off the frame's edges
+        ax.set_xlim(summary["depths"][0] - 1, summary["depths"][0] + 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    # the figure's title, wrapped, above a constrained layout: a long title is never cut off
+    fig.suptitle(wrap(title, 110), fontsize=9)
+    fig.set_layout_engine("constrained")
     return fig
 
 
@@ -252,8 +256,9 @@ def write_summary(out_dir: Path, study: str, dataset: str, families, depths, epo
     """Rebuild ``<out>/<study>.json`` and ``<out>/<study>.png`` from the run folders; returns the summary."""
     out_dir = Path(out_dir)
     summary = build_summary(out_dir, study, dataset, families, depths, epochs, recipe)
-    title = (f"{STUDIES[study]['what']}: test accuracy vs depth - {', '.join(families)} on {dataset}, "
-             f"recipe {recipe or 'dataset defaults'}, {epochs} epochs\n(run folders under {out_dir})")
+    # the folder's name, not its absolute path: the path says nothing to a reader of the figure
+    title = (f"{STUDIES[study]['what']}: test accuracy vs depth - {', '.join(families)} on {dataset}"
+             f"\nrecipe {recipe or 'dataset defaults'}, {count(epochs, 'epoch')} (run folders in {out_dir.resolve().name}/)")
     json_path, png_path = output_paths(out_dir, study)
     summary = write_json(json_path, summary)
     write_figure(png_path, plot_depth_study(summary, title))
@@ -265,15 +270,12 @@ def write_summary(out_dir: Path, study: str, dataset: str, families, depths, epo
 
 def _run_study(study: str, out_dir, *, dataset: str, depths, families, epochs: int, recipe, progress: bool,
                log: Callable | None, **settings) -> dict:
-    from tqdm import tqdm
-
     where = f"run_{study.replace('-', '_')}"
     checks.path(where, "out_dir", out_dir)
     depths = check_depths(where, depths)
     families = check_families(where, STUDIES[study]["families"] if families is None else families)
     epochs = checks.integer(where, "epochs", epochs, low=1)
     progress = checks.boolean(where, "progress", progress)
-    from tinyspike.train.config import RECIPES
 
     recipe = None if recipe is None else checks.choice(where, "recipe", recipe, (*RECIPES, "none"))
     if recipe == "none":  # the dataset's own defaults

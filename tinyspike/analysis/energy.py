@@ -40,7 +40,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tinyspike import backend
-from tinyspike.analysis.hooks import HookedObserver, array_of as _array
+from tinyspike.autograd import no_grad
+from tinyspike.nn.layers import Conv2d
+from tinyspike.nn.monitor import HookedObserver, array_of
 
 E_MAC = 4.6e-12  # joules per 32-bit float multiply-accumulate, 45 nm (Horowitz 2014)
 E_AC = 0.9e-12  # joules per 32-bit float accumulate
@@ -220,13 +222,8 @@ def format_energy(joules: float) -> str:
 
 
 def is_conv_layer(module) -> bool:
-    try:
-        from tinyspike.nn import Conv2d
-    except ImportError:  # pragma: no cover
-        Conv2d = None
-    if Conv2d is not None and isinstance(module, Conv2d):
-        return True
-    return any(cls.__name__ == "Conv2d" for cls in type(module).__mro__)
+    """True for the layers whose operations are counted: ``Conv2d``."""
+    return isinstance(module, Conv2d)
 
 
 def _role_from_name(name: str, module) -> str | None:
@@ -280,9 +277,9 @@ class EnergyCounter(HookedObserver):
 
         def hook(module, inputs, output):
             x = inputs[0]
-            x = _array(x)
-            out = _array(output)
-            weight = _array(module.weight)
+            x = array_of(x)
+            out = array_of(output)
+            weight = array_of(module.weight)
             if stats.order is None:
                 stats.order = self._calls
                 self._calls += 1
@@ -321,8 +318,6 @@ class EnergyCounter(HookedObserver):
 def measure_energy(model, batches, time_steps: int, max_batches: int | None = None) -> EnergyReport:
     """Run ``model`` in evaluation mode on ``batches`` (inputs, or ``(x, y)`` pairs) and return its
     per-image ``EnergyReport`` at ``time_steps`` steps, firing rates averaged over every batch."""
-    from tinyspike.autograd import no_grad
-
     was_training = model.training
     model.eval()
     images = 0

@@ -1,123 +1,24 @@
-"""Firing rates per spiking layer, counted with forward hooks.
+"""Firing rates of a trained model over a set of inputs.
 
-The firing rate of a layer is the fraction of its neurons that spike, averaged over time steps
-and samples (REFERENCE §8):
-
-    r = #spikes / (#neurons · T)
-
-which is simply the mean of the layer's 0/1 output ``[T, B, C, H, W]``. A ``FiringRateMonitor``
-hooks every LIF layer of a model, adds up spikes and neuron-steps over as many forward calls as
-you like, and reports the rate of each layer and of the whole network (all spikes over all
-neuron-steps, so a big layer weighs more than a small one, as in the paper's averages)::
-
-    with FiringRateMonitor(model) as monitor:
-        for x, y in loader:
-            model(x)
-    monitor.rates()       # {"stages.0.0.lif1": 0.21, ...}
-    monitor.mean_rate()   # 0.19
-
-Counting costs one reduction over each layer's output per forward call; the sums stay on the
-device until ``rates()`` is asked for, so the GPU is not synchronised every step.
+The counting itself is ``tinyspike.nn.monitor.FiringRateMonitor`` (in ``nn`` because training
+reports firing rates every epoch, and ``train`` may only import the layers below it); it is
+re-exported here, where the analyses look for it. ``firing_rates`` runs a model over batches and
+returns the rate of each LIF layer and of the whole network (REFERENCE §8).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-import numpy as np
+from tinyspike.autograd import no_grad
+from tinyspike.nn.monitor import FiringRateMonitor, is_spiking_layer, spiking_layers
 
-from tinyspike import backend
-from tinyspike.analysis.hooks import HookedObserver, array_of as _array
-
-
-def is_spiking_layer(module) -> bool:
-    """True for LIF layers (the modules whose output is spikes)."""
-    try:
-        from tinyspike.nn import LIF
-    except ImportError:  # pragma: no cover - the nn package always defines LIF
-        LIF = None
-    if LIF is not None and isinstance(module, LIF):
-        return True
-    return any(cls.__name__ == "LIF" for cls in type(module).__mro__)
-
-
-def spiking_layers(model) -> list[tuple[str, object]]:
-    """``(name, module)`` of every LIF layer of ``model``, in registration order."""
-    return [(name or type(m).__name__, m) for name, m in model.named_modules() if is_spiking_layer(m)]
-
-
-class FiringRateMonitor(HookedObserver):
-    """Count the spikes of every LIF layer of ``model`` over the forward calls it sees.
-
-    Args:
-        model: a ``tinyspike.nn.Module``.
-        layers: optional list of layer names to watch (default: every LIF layer).
-
-    The hooks stay registered until ``remove()`` (or the end of a ``with`` block). ``enabled``
-    can be set to False to skip counting for a while without removing the hooks.
-    """
-
-    def __init__(self, model, layers=None):
-        found = spiking_layers(model)
-        if layers is not None:
-            wanted = list(layers)
-            names = {n for n, _ in found}
-            unknown = [n for n in wanted if n not in names]
-            if unknown:
-                raise ValueError(f"layers: no LIF layer named {unknown}; the model has {sorted(names)}")
-            found = [(n, m) for n, m in found if n in wanted]
-        self.names = [n for n, _ in found]
-        self.enabled = True
-        super().__init__()
-        self._spikes: dict = {}
-        self._counts: dict = {}
-        self.reset()
-        for name, module in found:
-            self._handles.append(module.register_forward_hook(self._make_hook(name)))
-
-    def _make_hook(self, name):
-        def hook(module, inputs, output):
-            if not self.enabled:
-                return None
-            data = _array(output)
-            # float64 sum on the device: exact for spike counts up to 2**53
-            self._spikes[name] = self._spikes[name] + data.sum(dtype=np.float64)
-            self._counts[name] += int(data.size)
-            return None
-
-        return hook
-
-    def reset(self) -> None:
-        """Forget everything counted so far (e.g. at the start of an epoch)."""
-        self._spikes = {n: 0.0 for n in self.names}
-        self._counts = {n: 0 for n in self.names}
-
-    def spike_counts(self) -> "OrderedDict[str, tuple[float, int]]":
-        """``{layer: (spikes, neuron-steps)}`` counted since the last reset."""
-        return OrderedDict(
-            (n, (float(backend.to_numpy(self._spikes[n])), self._counts[n])) for n in self.names
-        )
-
-    def rates(self) -> "OrderedDict[str, float]":
-        """Firing rate of each watched layer (NaN for a layer that has not run yet)."""
-        out = OrderedDict()
-        for name, (spikes, count) in self.spike_counts().items():
-            out[name] = spikes / count if count else float("nan")
-        return out
-
-    def mean_rate(self) -> float:
-        """All spikes over all neuron-steps of the watched layers (NaN before any forward)."""
-        counts = self.spike_counts().values()
-        spikes = sum(s for s, _ in counts)
-        total = sum(c for _, c in counts)
-        return spikes / total if total else float("nan")
+__all__ = ["FiringRateMonitor", "firing_rates", "is_spiking_layer", "spiking_layers"]
 
 
 def firing_rates(model, batches, time_steps=None) -> tuple["OrderedDict[str, float]", float]:
     """Run ``model`` (in evaluation mode, no gradients) on ``batches`` of inputs and return
     ``(per-layer rates, mean rate)``. ``batches`` yields inputs or ``(x, y)`` pairs."""
-    from tinyspike.autograd import no_grad
-
     was_training = model.training
     model.eval()
     try:

@@ -30,11 +30,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinyspike import backend, checks
-from tinyspike.analysis.firing import FiringRateMonitor, spiking_layers
 from tinyspike.analysis.blocks import (check_batches, describe_source, measuring, residual_blocks, stage_changes,
                                        take_batches)
-from tinyspike.analysis.outputs import new_figure, output_dir, write_outputs
-from tinyspike.analysis.hooks import array_of
+from tinyspike.analysis.outputs import count, new_figure, output_dir, wrap, write_outputs
+from tinyspike.nn.monitor import FiringRateMonitor, array_of, spiking_layers
 
 FIRING, RASTER = "firing", "raster"
 ROLE_COLOURS = {"lif1": "tab:blue", "lif2": "tab:orange", "stem": "tab:green", "head": "tab:red", "other": "tab:gray"}
@@ -221,8 +220,8 @@ def plot_firing(result: FiringResult, title: str):
         ax.set_xticklabels([n.replace("stages.", "s") for n in result.names], rotation=90, fontsize=6)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.suptitle(f"{title}\n{result.samples} test samples", fontsize=10)
-    figure.tight_layout()
+    figure.suptitle(wrap(f"{title}\n{count(result.samples, 'test sample')}", 110), fontsize=10)
+    figure.set_layout_engine("constrained")
     return figure
 
 
@@ -233,16 +232,18 @@ def plot_raster(result: RasterResult, title: str):
     for ax, name, spikes, shape in zip(axes, result.layers, result.spikes, result.shapes):
         spikes = np.asarray(spikes)
         t, n = np.nonzero(spikes)
-        ax.scatter(t, n, marker="s", s=6, color="black", label=f"spike ({int(spikes.sum())} in all)")
+        ax.scatter(t, n, marker="s", s=6, color="black", clip_on=False)  # rows 0 and n-1 drawn whole
         rate = spikes.mean() if spikes.size else float("nan")
+        # the spike count goes in the panel's title, not a legend: a legend inside the axes would
+        # cover the top neurons' spikes
         ax.set(xlabel="time step t", ylabel="neuron (random sample)", xlim=(-0.5, spikes.shape[0] - 0.5),
-               ylim=(-1, spikes.shape[1]), title=f"{name}\n{spikes.shape[1]} of {int(np.prod(shape))} neurons, "
-                                                  f"rate {rate:.3f}")
+               ylim=(-0.5, spikes.shape[1] - 0.5),
+               title=f"{name}\n{spikes.shape[1]} of {int(np.prod(shape))} neurons: "
+                     f"{count(int(spikes.sum()), 'spike')}, rate {rate:.3f}")
         ax.set_xticks(range(spikes.shape[0]))
         ax.title.set_fontsize(9)
-        ax.legend(loc="upper right", fontsize=7)
-    figure.suptitle(f"{title}\ntest sample {result.sample}", fontsize=10)
-    figure.tight_layout()
+    figure.suptitle(wrap(f"{title}\ntest sample {result.sample}", 40 * len(result.layers)), fontsize=10)
+    figure.set_layout_engine("constrained")
     return figure
 
 

@@ -43,9 +43,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tinyspike import backend, checks
+from tinyspike import functional as F
 from tinyspike.analysis.blocks import (check_batches, check_model_names, compare_source, describe_source,
-                                       model_state_kept, residual_blocks, stage_changes, take_batches)
-from tinyspike.analysis.outputs import new_figure, output_dir, write_outputs
+                                       legend_label, model_state_kept, residual_blocks, stage_changes, take_batches)
+from tinyspike.analysis.outputs import count, new_figure, output_dir, wrap, write_outputs
+from tinyspike.autograd import Tensor
 
 NAME = "grad-norms"
 
@@ -104,9 +106,6 @@ def block_gradient_norms(model, batches, time_steps=None, batch_statistics=True,
         time_steps: T for static inputs (default: the model's).
         batch_statistics: BN with batch statistics (training behaviour, the default) or running ones.
     """
-    from tinyspike import functional as F
-    from tinyspike.autograd import Tensor
-
     where = "block_gradient_norms"
     blocks = residual_blocks(model, where)
     batch_statistics = checks.boolean(where, "batch_statistics", batch_statistics)
@@ -163,6 +162,16 @@ def block_gradient_norms(model, batches, time_steps=None, batch_statistics=True,
 
 
 # ---- plot -------------------------------------------------------------------------------------------
+def batch_words(result: GradNormResult) -> str:
+    """``"1 batch of 8 images, T = 4"``, read from the [T, B, C, H, W] shape at the first block."""
+    batches = count(result.batches, "batch", "batches")
+    shape = result.shapes[0] if result.shapes else None
+    if not shape or len(shape) != 5:
+        return batches
+    time_steps, images = shape[0], shape[1]
+    return f"{batches} of {count(images, 'image')}, T = {time_steps}"
+
+
 def plot_grad_norms(results, title: str):
     """Norms vs position (log y) and ratios vs block (1 = isometry), one line per model; dotted
     vertical lines at the stage changes of the first model."""
@@ -185,15 +194,15 @@ def plot_grad_norms(results, title: str):
                 ylabel="‖∂L/∂x_l‖₂ (whole batch tensor)", title="gradient norm at block inputs")
     ax_ratio.set(xlabel="block l", ylabel="‖∂L/∂x_l‖ / ‖∂L/∂x_(l+1)‖  (1 = isometry)",
                  title="per-block gradient ratio")
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy, as in outputs.new_figure: Matplotlib is heavy
 
     for ax in (ax_norm, ax_ratio):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     mode = "batch statistics" if first.batch_statistics else "running statistics"
-    figure.suptitle(f"{title}\ncross-entropy, {first.batches} batch(es), BN with {mode}", fontsize=10)
-    figure.tight_layout()
+    figure.suptitle(wrap(f"{title}\n{batch_words(first)}, mean cross-entropy, BN with {mode}", 150), fontsize=10)
+    figure.set_layout_engine("constrained")
     return figure
 
 
@@ -208,11 +217,11 @@ def run_grad_norms(source, out_dir, batch_size=32, batches=1, compare=None, batc
     out_dir = output_dir(where, out_dir)
     residual_blocks(source.model, where)
     data = take_batches(source, batch_size, batches)
-    results = [block_gradient_norms(source.model, data, source.time_steps, batch_statistics, source.model_name)]
+    results = [block_gradient_norms(source.model, data, source.time_steps, batch_statistics, legend_label(source))]
     for name in compare:
         other = compare_source(source, name)
         results.append(block_gradient_norms(other.model, data, other.time_steps, batch_statistics,
-                                            f"{other.model_name} (untrained)"))
+                                            legend_label(other)))
     figure = plot_grad_norms(results, source.title("block-input gradient norms"))
     payload = {"analysis": NAME, "source": describe_source(source),
                "options": {"batch_size": batch_size, "batches": batches, "compare": compare,

@@ -43,10 +43,17 @@ import math
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from tinyspike import checks
 from tinyspike.analysis.blocks import check_model_name, describe_source, residual_blocks
-from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, read_json, write_figure, write_json
+from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, read_json, wrap, write_figure, write_json
+from tinyspike.functional.loss import cross_entropy
+from tinyspike.nn import save_checkpoint
+from tinyspike.train.config import TrainConfig
+from tinyspike.train.run_dir import RunDir, checkpoint_epoch
+from tinyspike.train.setup import build_parts, build_schedule, remove_unfinished_run
+from tinyspike.train.trainer import Trainer
 
 NAME = "init-study"
 SCHEDULES = ("constant", "cosine", "multistep")
@@ -126,8 +133,6 @@ class TrainingLossRecorder:
         self.values: list[float] = []
 
     def __call__(self, logits, labels):
-        from tinyspike.functional.loss import cross_entropy
-
         loss = cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         if self.model.training:  # evaluation calls it too, in eval mode
             self.values.append(float(loss.item()))
@@ -136,8 +141,6 @@ class TrainingLossRecorder:
 
 def point_record(folder: Path) -> dict:
     """What a finished (or partial) run folder holds: γ's, per-epoch metrics, per-iteration losses."""
-    from tinyspike.train.run_dir import RunDir
-
     point = read_json(folder / "point.json", {})
     history = RunDir(folder).read_metrics()
     losses = read_json(folder / "train_losses.json", {}).get("epochs", [])
@@ -157,11 +160,6 @@ def train_point(config, folder: Path, gamma1: float | None, gamma2: float | None
                 train_batches: int | None, eval_batches: int | None, progress: bool) -> dict:
     """Train (or resume, or skip when finished) the run of one γ pair in ``folder``; returns
     ``point_record(folder)``. ``None`` for a γ means the tdBN init α·V_th of that BN."""
-    from tinyspike.nn import save_checkpoint
-    from tinyspike.train.run_dir import RunDir, checkpoint_epoch
-    from tinyspike.train.setup import build_parts, build_schedule, remove_unfinished_run
-    from tinyspike.train.trainer import Trainer
-
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {"gamma1": gamma1, "gamma2": gamma2, "config": config.to_dict(),
               "train_batches": train_batches, "eval_batches": eval_batches}
@@ -229,8 +227,6 @@ def check_gammas(where: str, name: str, values) -> tuple[float, ...]:
 
 def study_config(source, *, model: str, epochs: int, schedule: str, batch_size, lr):
     """The source's training config with the study's changes (a new, validated ``TrainConfig``)."""
-    from tinyspike.train.config import TrainConfig
-
     base = source.config.to_dict() if source.config is not None else {
         "dataset": source.dataset_name, "model": source.model_name, "T": int(source.time_steps), "seed": source.seed}
     base.update(model=model, epochs=epochs, schedule=schedule)
@@ -277,7 +273,7 @@ def plot_init_study(result: dict, title: str):
                title=f"(b) {result['settings']['depth_model']}: training loss")
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(wrap(title, 120 if curves else 65), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -318,7 +314,6 @@ def run_init_study(source, out_dir, gammas1=(0.0, 0.25, 0.5, 1.0), gammas2=(0.0,
     root = out_dir / NAME  # one run folder per γ pair (and depth run) below it
     options = dict(train_batches=train_batches, eval_batches=eval_batches, progress=False)
 
-    from tqdm import tqdm
 
     grid_config = study_config(source, model=source.model_name, epochs=epochs, schedule=schedule,
                                batch_size=batch_size, lr=lr)

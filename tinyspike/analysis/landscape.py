@@ -49,10 +49,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from tinyspike import backend, checks
 from tinyspike.analysis.blocks import describe_source, take_batches
-from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, read_json, write_figure, write_json
+from tinyspike.analysis.outputs import new_figure, output_dir, output_paths, read_json, wrap, write_figure, write_json
+from tinyspike.autograd import no_grad
+from tinyspike.functional.loss import cross_entropy
 
 NAME = "landscape"
 FORMAT = "tinyspike-landscape"
@@ -112,9 +115,6 @@ def landscape_directions(model, seed: int) -> tuple[dict, dict]:
 def evaluate_loss(model, batches, time_steps: int) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (as it is, in its current mode) over ``batches``
     (a list of ``(images, labels)``), each sample weighing the same."""
-    from tinyspike.autograd import no_grad
-    from tinyspike.functional.loss import cross_entropy
-
     loss_sum, correct, seen = 0.0, 0, 0
     with no_grad():
         for images, labels in batches:
@@ -195,7 +195,6 @@ def loss_landscape(model, batches, *, time_steps: int, grid: int = 11, span: flo
     moves = {name: (backend.to_device(delta[name]), backend.to_device(eta[name])) for name, _ in params}
     todo = [(i, j) for i in range(grid) for j in range(grid) if not np.isfinite(result.loss[i, j])]
     was_training = model.training
-    from tqdm import tqdm
 
     bar = tqdm(total=grid * grid, initial=grid * grid - len(todo), desc="loss landscape", unit="point",
                disable=not progress, leave=False, dynamic_ncols=True)
@@ -243,7 +242,7 @@ def plot_landscape(result: LandscapeResult, title: str):
                             vmin=filled.get_clim()[0], vmax=filled.get_clim()[1])  # the contour map's colours
     ax_surface.set(xlabel="α", ylabel="β", title="surface (colours as on the left)")
     ax_surface.set_zlabel("loss (nats)", labelpad=12)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(wrap(title, 170), fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.95, bottom=0.11, top=0.88, wspace=0.15)
     return fig
 

@@ -2,7 +2,7 @@
 
 ``NAME`` is exactly the analysis' name on the command line (``tinyspike analyze NAME``):
 ``grad-norms.json``, ``init-study.png``, ... Both files are written atomically (a temporary file
-beside the target, flushed to disk and renamed over it, by ``tinyspike.train.run_dir``), so a
+beside the target, flushed to disk and renamed over it, by ``tinyspike.atomic``), so a
 reader, or a restarted analysis reading its own partial results, sees the old file or the new
 one, never half of one.
 
@@ -20,11 +20,12 @@ from __future__ import annotations
 import io
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from tinyspike import checks
+from tinyspike import atomic, checks
 
 
 def output_paths(out_dir, name: str) -> tuple[Path, Path]:
@@ -62,10 +63,8 @@ def json_safe(value):
 
 def write_json(path, data):
     """Write ``json_safe(data)`` to ``path`` atomically (indented, NaN as null); return what was written."""
-    from tinyspike.train.run_dir import atomic_write_text
-
     data = json_safe(data)
-    atomic_write_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")
+    atomic.write_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")
     return data
 
 
@@ -79,6 +78,7 @@ def read_json(path, default):
 
 def new_figure(width: float, height: float, dpi: int = 110):
     """A Matplotlib figure of ``width`` × ``height`` inches on the Agg canvas."""
+    # Matplotlib only when a figure is drawn: importing it takes about 0.3 s
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -87,13 +87,26 @@ def new_figure(width: float, height: float, dpi: int = 110):
     return figure
 
 
+#: Characters per title line: a 7.5-inch figure fits about this many at font size 9-10.
+TITLE_WIDTH = 95
+
+
+def wrap(title: str, width: int = TITLE_WIDTH) -> str:
+    """``title`` broken into lines of at most ``width`` characters (its own line breaks kept), so
+    that a long title (a model with options, a checkpoint path) is not cut off at the figure's edge."""
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) or line for line in title.split("\n"))
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def write_figure(path, figure) -> Path:
     """Render ``figure`` as PNG into ``path`` atomically."""
-    from tinyspike.train.run_dir import atomic_write_bytes
-
     png = io.BytesIO()
     figure.savefig(png, format="png")
-    atomic_write_bytes(Path(path), png.getvalue())
+    atomic.write_bytes(Path(path), png.getvalue())
     return Path(path)
 
 

@@ -22,11 +22,18 @@ Static images are ``[B, C, H, W]`` (the model repeats them over T); event frames
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from tinyspike import checks
+from tinyspike.data.loader import DataLoader
+from tinyspike.data.registry import build_dataset, cifar10_has_test_batch
+from tinyspike.train import (
+    TrainConfig, build_eval_set, build_model, check_compatible, read_trainer_checkpoint, resolve_config,
+)
+from tinyspike.train.setup import make_transforms
 
 
 class SourceError(ValueError):
@@ -88,8 +95,6 @@ class AnalysisSource:
         override the run's dataset options. ``expect_model``: refuse (one line, naming the file) a
         checkpoint that holds another model than this name.
         """
-        from tinyspike.train import TrainConfig, read_trainer_checkpoint
-
         where = "AnalysisSource.from_checkpoint"
         data_dir = _data_dir(where, data_dir)
         data_opts = _options(where, "data_opts", data_opts)
@@ -126,8 +131,6 @@ class AnalysisSource:
         """A freshly initialised ``model_name`` (weights from ``seed``) for ``dataset``, with the
         dataset's default settings (``tinyspike train --dataset D --model M`` would build the same
         model); ``model_opts``/``data_opts`` add to them, ``time_steps`` overrides T."""
-        from tinyspike.train import resolve_config
-
         where = "AnalysisSource.from_model"
         if not isinstance(model_name, str) or not model_name:
             raise TypeError(f"{where}: model_name must be a model name (str), got {checks.kind_of(model_name)} "
@@ -151,8 +154,6 @@ class AnalysisSource:
     @classmethod
     def _build(cls, config, checkpoint, epoch) -> "AnalysisSource":
         """The model of ``config`` (seeded by ``config.seed``) checked against its dataset."""
-        from tinyspike.train import build_model, check_compatible
-
         source = cls(model=None, model_name=str(config.model).lower(), dataset_name=config.dataset,
                      checkpoint=checkpoint, time_steps=int(config.T), config=config, seed=int(config.seed),
                      epoch=epoch)
@@ -167,9 +168,6 @@ class AnalysisSource:
         """The ``split`` ("train" or "test") of the source's dataset, built as the run built it
         (cached). For a CIFAR-10 folder without ``test_batch.bin`` "test" is the held-out part of
         the training batches that the run evaluated on, and "train" the rest."""
-        from tinyspike.data.registry import build_dataset, cifar10_has_test_batch
-        from tinyspike.train import build_eval_set
-
         split = checks.choice("AnalysisSource.dataset", "split", split, ("train", "test"))
         if split not in self._datasets:
             config = self.config
@@ -186,9 +184,6 @@ class AnalysisSource:
     def batches(self, split: str = "test", batch_size: int = 32, limit: int | None = None) -> Iterator[tuple]:
         """``(images, labels)`` batches of ``split`` in dataset order (no shuffling, no augmentation,
         normalised as for evaluation); ``limit`` = at most that many batches."""
-        from tinyspike.data.loader import DataLoader
-        from tinyspike.train.setup import make_transforms
-
         where = "AnalysisSource.batches"
         batch_size = checks.integer(where, "batch_size", batch_size, low=1)
         limit = checks.optional_integer(where, "limit", limit, low=1)
@@ -205,23 +200,54 @@ class AnalysisSource:
             yield batch
 
     # ---- labels ---------------------------------------------------------------------------
+    def model_options(self) -> dict:
+        """The model options the model was built with, beyond its name's standard architecture
+        (``{"zero_init_residual": False}``, the digits default's ``{"widths": [8, 16, 32]}``); {} for
+        the standard one. Two runs that differ only here are different networks, so every title
+        and JSON names them."""
+        given = getattr(self.config, "model_options", None) or {}
+        return {key: _plain(given[key]) for key in sorted(given)}
+
+    def model_label(self) -> str:
+        """The model's name with its options: ``"ms_resnet56 [zero_init_residual=false]"``."""
+        options = self.model_options()
+        if not options:
+            return self.model_name
+        # written as --model-opt takes them (JSON values), so a reader can rebuild the model
+        return f"{self.model_name} [{', '.join(f'{k}={json.dumps(v)}' for k, v in options.items())}]"
+
     def origin(self) -> str:
         """``"checkpoint runs/x/best.npz"`` or ``"untrained, seed 0"``."""
         if self.checkpoint is None:
             return f"untrained, seed {self.seed}"
         return f"checkpoint {self.checkpoint}"
 
+    def legend_label(self) -> str:
+        """A short label for one model among several in a figure: the model (with its non-default
+        options) and its state, ``"ms_resnet56 (untrained)"`` or ``"ms_resnet56 (trained, epoch 2)"``."""
+        state = "untrained" if self.checkpoint is None else (
+            "trained" if self.epoch is None else f"trained, epoch {self.epoch}")
+        return f"{self.model_label()} ({state})"
+
     def title(self, what: str) -> str:
-        """A figure title naming the analysis, the model, the dataset and where the weights came from."""
-        return f"{what} - {self.model_name} on {self.dataset_name} ({self.origin()})"
+        """A figure title naming the analysis, the model (and its non-default options), the dataset
+        and where the weights came from."""
+        return f"{what} - {self.model_label()} on {self.dataset_name} ({self.origin()})"
 
     def describe(self) -> dict:
         """JSON-safe facts about the source, stored in every analysis' JSON."""
         return {
             "model": self.model_name,
+            "model_options": self.model_options(),
             "dataset": self.dataset_name,
             "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
             "epoch": self.epoch,
             "seed": self.seed,
             "time_steps": self.time_steps,
         }
+
+
+def _plain(value):
+    """Tuples as lists (so (16, 32, 64) and [16, 32, 64] compare equal and print alike)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+

@@ -47,10 +47,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinyspike import backend, checks
-from tinyspike.analysis.hooks import array_of
-from tinyspike.analysis.blocks import (check_batches, check_model_names, compare_source, describe_source, measuring,
+from tinyspike import functional as F
+from tinyspike.analysis.blocks import (check_batches, check_model_names, compare_source, describe_source,
+                                       legend_label, measuring,
                                        residual_blocks, take_batches)
-from tinyspike.analysis.outputs import new_figure, output_dir, write_outputs
+from tinyspike.analysis.firing_plots import resolve_batch_statistics
+from tinyspike.analysis.outputs import new_figure, output_dir, wrap, write_outputs
+from tinyspike.models.blocks import SPIKES
+from tinyspike.nn.monitor import array_of
 
 NAME = "ssim"
 POSITIONS = ("stream", "lif1", "lif2")
@@ -128,9 +132,6 @@ def firing_rate_maps(model, batches, time_steps=None, position="stream", model_n
                      batch_statistics=False) -> FiringMaps:
     """Firing-rate maps (mean over T, samples and channels) at every block (module docstring).
     No gradients; BN with running statistics or, if ``batch_statistics``, each batch's own."""
-    from tinyspike import functional as F
-    from tinyspike.models.blocks import SPIKES
-
     where = "firing_rate_maps"
     blocks = residual_blocks(model, where)
     position = checks.choice(where, "position", position, POSITIONS)
@@ -214,31 +215,80 @@ def consecutive_ssim(maps: FiringMaps) -> SSIMResult:
 
 
 # ---- plot -------------------------------------------------------------------------------------------
+#: About this many spokes carry a label; with more pairs than this, every k-th does (a deep network
+#: has 50+ pairs: labelling them all would print the names over each other).
+SPOKE_LABELS = 14
+
+
+def spoke_label_step(n_spokes: int, wanted: int = SPOKE_LABELS) -> int:
+    """k such that labelling spokes 0, k, 2k, ... gives at most ``wanted`` labels (k = 1: all)."""
+    return max(1, -(-n_spokes // wanted))  # ceil(n / wanted)
+
+
+def segments(values) -> list[list[int]]:
+    """The indices of ``values`` split into runs of measured (not None) pairs: one run per stage."""
+    runs, current = [], []
+    for i, v in enumerate(values):
+        if v is None:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(i)
+    if current:
+        runs.append(current)
+    return runs
+
+
 def plot_ssim(results, title: str):
-    """A radar chart: one spoke per pair of consecutive same-size positions, one polygon per model."""
+    """A radar chart: one spoke per pair of consecutive positions, one outline per model. A pair
+    across a stage change (new H×W, not measured) keeps its spoke, drawn dashed and unlabelled, and
+    each outline breaks there, so the chart shows where the stages begin."""
     results = [results] if isinstance(results, SSIMResult) else list(results)
     first = results[0]
-    spokes = [i for i, v in enumerate(first.values) if v is not None]
-    if not spokes:
+    measured = [i for i, v in enumerate(first.values) if v is not None]
+    if not measured:
         raise ValueError("plot_ssim: no pair of consecutive maps has the same size")
-    figure = new_figure(7.5, 7.5)
+    values_seen = [v for r in results for v in r.values if v is not None]
+    r_min = min(0.0, float(np.floor(min(values_seen) * 10) / 10))
+    figure = new_figure(7.5, 8.2)
     ax = figure.add_subplot(projection="polar")
-    angles = np.linspace(0, 2 * np.pi, len(spokes), endpoint=False)
-    closed = np.append(angles, angles[:1])
-    for r in results:
-        values = [r.values[i] if i < len(r.values) and r.values[i] is not None else np.nan for i in spokes]
-        ax.plot(closed, values + values[:1], marker="o", markersize=3, label=f"{r.model} (mean {np.nanmean(values):.3f})")
-        ax.fill(closed, values + values[:1], alpha=0.12)
-    labels = [first.pairs[i].replace("stages.", "s").replace(" -> ", "→") for i in spokes]
+    n = len(first.values)
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    closes = len(measured) == n  # no stage change: the outline goes all the way round
+    for k, r in enumerate(results):
+        color = f"C{k}"
+        measured_here = [r.values[i] if i < len(r.values) else None for i in range(n)]
+        values = np.array([np.nan if v is None else v for v in measured_here], dtype=float)
+        label = f"{r.model} (mean {np.nanmean(values):.3f})"
+        for run in ([list(range(n)) + [0]] if closes else segments(measured_here)):
+            theta, radius = angles[run], values[run]
+            ax.plot(theta, radius, marker="o", markersize=3, color=color, label=label)
+            label = None  # one legend entry per model
+            # a wedge from the centre under this stage's outline
+            ax.fill(np.concatenate([[theta[0]], theta, [theta[-1]]]), np.concatenate([[r_min], radius, [r_min]]),
+                    color=color, alpha=0.10, linewidth=0)
+    changes = [i for i, v in enumerate(first.values) if v is None]
+    for j, i in enumerate(changes):
+        ax.plot([angles[i], angles[i]], [r_min, 1.0], color="grey", linestyle="--", linewidth=1.2,
+                label="stage change (new H×W: pair not measured)" if j == 0 else None)
+    step = spoke_label_step(len(measured))
+    shown = set(measured[::step])
+    labels = [first.pairs[i].replace("stages.", "s").replace(" -> ", "→") if i in shown else "" for i in range(n)]
     ax.set_xticks(angles)
-    ax.set_xticklabels(labels if len(labels) <= 24 else [""] * len(labels), fontsize=7)
-    ax.set_ylim(min(0.0, np.nanmin([v for r in results for v in r.values if v is not None])), 1.0)
-    ax.set_rlabel_position(90)
-    ax.legend(loc="lower left", bbox_to_anchor=(-0.1, -0.16), fontsize=8)
-    figure.suptitle(f"{title}\nSSIM (unitless, 1 = identical) between firing-rate maps of consecutive blocks\n"
-                    f"({first.position} spikes, rate = mean over T, samples, channels; stage changes skipped)",
-                    fontsize=9)
-    figure.tight_layout()
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylim(r_min, 1.0)
+    # radial labels inside the rings, not on the outer ring (the ring at 1.0 is named in the title)
+    ticks = [t for t in np.arange(0.2, 1.0, 0.2) if t > r_min]
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([f"{t:.1f}" for t in ticks], fontsize=7, color="dimgrey")
+    ax.set_rlabel_position(float(np.degrees(angles[1] / 2)) if n > 1 else 22.5)  # between the first two spokes
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=8, ncol=1, frameon=False)
+    every = "every pair labelled" if step == 1 else f"1 pair in {step} labelled"
+    figure.suptitle(wrap(title) + "\nSSIM (unitless; outer ring = 1, identical) between the firing-rate maps of "
+                    f"consecutive blocks\n({first.position} spikes, rate = mean over T, samples, channels; "
+                    f"{len(measured)} pairs, {every})", fontsize=9)
+    figure.set_layout_engine("constrained")
     return figure
 
 
@@ -249,8 +299,6 @@ def run_ssim(source, out_dir, batch_size=32, batches=1, compare=None, position="
     (freshly initialised, same dataset, T, seed, options), on the same test batches.
     ``batch_statistics``: True, False or "auto" (batch statistics for untrained models, whose
     running statistics are still 0 and 1; running ones for a checkpoint), per model."""
-    from tinyspike.analysis.firing_plots import resolve_batch_statistics
-
     where = "run_ssim"
     checks.boolean_or(where, "batch_statistics", batch_statistics, ("auto",))
     batch_size, batches = check_batches(where, batch_size, batches)
@@ -259,10 +307,10 @@ def run_ssim(source, out_dir, batch_size=32, batches=1, compare=None, position="
     out_dir = output_dir(where, out_dir)
     residual_blocks(source.model, where)
     data = take_batches(source, batch_size, batches)
-    sources = [(source, source.model_name)] + [(compare_source(source, n), None) for n in compare]
+    sources = [source] + [compare_source(source, n) for n in compare]
     results, maps = [], []
-    for s, label in sources:
-        found = firing_rate_maps(s.model, data, s.time_steps, position, label or f"{s.model_name} (untrained)",
+    for s in sources:
+        found = firing_rate_maps(s.model, data, s.time_steps, position, legend_label(s),
                                  resolve_batch_statistics(where, s, batch_statistics))
         maps.append(found)
         results.append(consecutive_ssim(found))

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyspike import checks
-from tinyspike.data.cache import atomic_write_bytes
+from tinyspike import atomic, checks
 from tinyspike.data.dataset import check_path
 from tinyspike.data.events import EVENT_DTYPE, check_events
 
@@ -205,4 +204,4 @@ def write_aedat2(path, events, *, header=DEFAULT_HEADER) -> Path:
     ``header`` lines go after ``#!AER-DAT2.0`` (a ``# `` is prepended where missing). The file
     is written to a temporary name and renamed into place, so a reader never sees half a file.
     """
-    return atomic_write_bytes(path, encode_aedat2(events, header))
+    return atomic.write_bytes(path, encode_aedat2(events, header))

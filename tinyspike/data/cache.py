@@ -10,7 +10,7 @@ gives a new key, hence a new file; nothing is ever updated in place.
 
 The parameters are also stored inside the file and compared on load, so a hit is verified, not
 just trusted. Files are ``.npz`` written to a temporary name and renamed into place
-(``os.replace`` is atomic), so a crash or a failed parse never leaves a half-written entry, and
+(``tinyspike.atomic``), so a crash or a failed parse never leaves a half-written entry, and
 they are loaded with ``allow_pickle=False``: a cache file can only ever yield plain arrays.
 
 A damaged cache file (truncated, bytes flipped, emptied, replaced by something else) is never
@@ -23,9 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from tinyspike import checks
+from tinyspike import atomic, checks
 from tinyspike.data.download import default_cache_dir
 from tinyspike.data.events import check_frame_dtype, frames_from_files, output_size
 
@@ -107,21 +105,6 @@ def file_fingerprints(paths: Iterable, root=None, *, content: bool = False) -> l
     return rows
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 class FrameCache:
     """A folder of ``<name>-<key>.npz`` files, each a dict of arrays built from one parameter set.
 
@@ -169,23 +152,18 @@ class FrameCache:
         for k, v in arrays.items():
             if not isinstance(v, np.ndarray) or v.dtype == object:
                 raise TypeError(f"cached array {k!r} must be a non-object numpy array")
-        path = self.path_for(params)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         members = {**arrays, _PARAMS_KEY: np.array(canonical_params(params))}
         # np.savez_compressed would use zlib level 6; level 1 is 2-4x faster to write and only
         # ~20% larger on sparse count frames. np.load reads either.
         mode = zipfile.ZIP_DEFLATED if self.compress else zipfile.ZIP_STORED
-        try:
-            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", mode, compresslevel=1) as zf:
+
+        def write_npz(handle):
+            with zipfile.ZipFile(handle, "w", mode, compresslevel=1) as zf:
                 for name, arr in members.items():
                     with zf.open(name + ".npy", "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+
+        return atomic.replace_atomically(self.path_for(params), write_npz)
 
     def get_or_build(
         self, params: Mapping, build: Callable[[], Mapping[str, np.ndarray]],

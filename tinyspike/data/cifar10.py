@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyspike import checks
-from tinyspike.data.cache import atomic_write_bytes
+from tinyspike import atomic, checks
 from tinyspike.data.dataset import ArrayDataset, check_path, read_text_lines, stratified_split
 from tinyspike.data.download import default_cache_dir, download_url, safe_extract
 
@@ -91,7 +90,7 @@ def write_cifar10_batch(path: str | os.PathLike, images: np.ndarray, labels: np.
     records[:, 0] = labels
     records[:, 1:] = images.reshape(images.shape[0], -1)
     # A unique temporary name (mkstemp), so two writers of the same path cannot clobber each other.
-    return atomic_write_bytes(path, records.tobytes())
+    return atomic.write_bytes(path, records.tobytes())
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

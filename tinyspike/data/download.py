@@ -3,7 +3,7 @@
 Three promises, because a half-written or hostile download must never look like a dataset:
 
 - ``download_url`` writes to a temporary file beside the destination and only renames it into
-  place (atomically, ``os.replace``) once its size and MD5 match the published ones. A crash, a
+  place (atomically, ``tinyspike.atomic``) once its size and MD5 match the published ones. A crash, a
   dropped connection or a wrong checksum leaves no file at ``dest``.
 - ``safe_extract`` unpacks a tar/zip archive only if every member is a plain file or directory
   whose name stays inside the destination and is one the caller expects. It unpacks into a
@@ -35,7 +35,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from tinyspike import checks
+from tinyspike import atomic, checks
 
 _CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar
 
@@ -107,7 +107,7 @@ def download_url(
 
     If ``dest`` already exists with the right MD5 nothing is downloaded (an existing file with the
     wrong MD5 is downloaded again and replaced). The bytes go to a temporary file in ``dest``'s
-    folder, so the final ``os.replace`` is an atomic rename on the same file system.
+    folder (``tinyspike.atomic``), which is renamed over ``dest`` only once size and MD5 match.
 
     Raises ``ValueError`` if the size differs from ``expected_size`` or the MD5 from ``md5``
     (naming the file and both values); the temporary file is removed in every failure.
@@ -132,38 +132,33 @@ def download_url(
     dest = Path(dest)
     if dest.is_file() and md5_of(dest) == md5:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    def fetch_and_check(out):
+        """Stream the response into ``out``; raise (so nothing replaces ``dest``) on a bad file."""
         digest = hashlib.md5(usedforsecurity=False)
         n_bytes = 0
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)
-            except _NETWORK_ERRORS as err:
-                raise _fetch_failed(url, dest, md5, expected_size, err, hint) from err
-            with response:
-                header = response.headers.get("Content-Length") if response.headers else None
-                total = expected_size if expected_size is not None else (int(header) if header else None)
-                with tqdm(
-                    total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=not progress, leave=False,
-                ) as bar:
-                    while True:
-                        try:
-                            chunk = response.read(_CHUNK)
-                        except _NETWORK_ERRORS as err:
-                            raise _fetch_failed(url, dest, md5, expected_size, err, hint) from err
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        digest.update(chunk)
-                        n_bytes += len(chunk)
-                        bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except _NETWORK_ERRORS as err:
+            raise _fetch_failed(url, dest, md5, expected_size, err, hint) from err
+        with response:
+            header = response.headers.get("Content-Length") if response.headers else None
+            total = expected_size if expected_size is not None else (int(header) if header else None)
+            with tqdm(
+                total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=dest.name, disable=not progress, leave=False,
+            ) as bar:
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK)
+                    except _NETWORK_ERRORS as err:
+                        raise _fetch_failed(url, dest, md5, expected_size, err, hint) from err
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    n_bytes += len(chunk)
+                    bar.update(len(chunk))
         if expected_size is not None and n_bytes != expected_size:
             raise ValueError(
                 f"download of {url} to {dest}: expected {expected_size} bytes, got {n_bytes} "
@@ -174,10 +169,8 @@ def download_url(
             raise ValueError(
                 f"MD5 mismatch for {dest.name} (from {url}): expected {md5}, got {got}"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic.replace_atomically(dest, fetch_and_check, suffix=".part")
     return dest
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyspike import checks
-from tinyspike.data.cache import atomic_write_bytes, cached_frames, file_fingerprints
+from tinyspike import atomic, checks
+from tinyspike.data.cache import cached_frames, file_fingerprints
 from tinyspike.data.dataset import ArrayDataset, check_path, read_text_lines
 from tinyspike.data.events import EVENT_DTYPE, SPLIT_BY, check_events, check_frame_args, check_frame_dtype, output_size
 
@@ -104,7 +104,7 @@ def encode_nmnist(events) -> bytes:
 
 def write_nmnist(path, events) -> Path:
     """Write ``events`` as an N-MNIST file (atomically: temporary file, then rename)."""
-    return atomic_write_bytes(path, encode_nmnist(events))
+    return atomic.write_bytes(path, encode_nmnist(events))
 
 
 def read_label_list(path) -> dict[int, int]:

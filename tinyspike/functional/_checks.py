@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyspike import backend, checks
-from tinyspike.autograd import Tensor
+from tinyspike.autograd import Tensor, same_backend, same_dtype  # noqa: F401 - the engine's, shared by every op
 
 
 def array_of(value):
@@ -46,20 +46,25 @@ def tensor_arg(fn: str, name: str, value, ndims=None, floating=True):
     return data
 
 
-def same_dtype(fn: str, name: str, data, reference_name: str, reference) -> None:
-    if data.dtype != reference.dtype:
-        raise TypeError(
-            f"{fn}: {name} has dtype {data.dtype} but {reference_name} has {reference.dtype}; "
-            "convert one explicitly with .astype(...)"
-        )
+def parameter(fn: str, name: str, value, data, ndim: int, shape=None, shape_note: str = ""):
+    """A weight or bias of ``fn``: a float Tensor/array with ``ndim`` dims, x's dtype and backend.
+
+    ``shape``, if given, is the exact shape wanted (``shape_note`` says why, in the message).
+    Returns its array. (conv2d, linear and batch_norm check their parameters with it.)
+    """
+    param = tensor_arg(fn, name, value, ndims=(ndim,))
+    if shape is not None and tuple(param.shape) != tuple(shape):
+        raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}{shape_note}, got {tuple(param.shape)}")
+    same_dtype(fn, name, param, "x", data)
+    same_backend(fn, name, param, "x", data)
+    return param
 
 
-def same_backend(fn: str, name: str, data, reference_name: str, reference) -> None:
-    if backend.array_module_of(data) is not backend.array_module_of(reference):
-        raise TypeError(
-            f"{fn}: {name} is a {backend.array_module_of(data).__name__} array but {reference_name} is a "
-            f"{backend.array_module_of(reference).__name__} array; move both to one backend"
-        )
+def weight_and_bias(fn: str, weight, bias, data, ndim: int):
+    """The weight (``ndim`` dims, output features first) and optional bias ([out]) of conv2d and linear."""
+    w = parameter(fn, "weight", weight, data, ndim)
+    b = None if bias is None else parameter(fn, "bias", bias, data, 1, (w.shape[0],))
+    return w, b
 
 
 def generator_for(fn: str, name: str, value, data):

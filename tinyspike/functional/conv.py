@@ -26,16 +26,19 @@ dropped). That is col2im, so ∂L/∂x = col2im(W₂ᵀ · G).
 Saved for backward: x (needed only for ∂L/∂W, and saved only then) and W (needed only for
 ∂L/∂x). x is the caller's array, kept by reference: no copy. The columns X are never saved:
 backward recomputes them (at T·B = 384 the columns of one 16-channel layer are 226 MB; the
-recomputation costs less than writing and re-reading them). With ``binary_input=True`` (x holds
-spikes, 0/1) x is saved as bool, 1 byte per value, and re-expanded exactly by im2col.
+recomputation costs less than writing and re-reading them). With ``spike_input=True`` (x holds
+spikes, 0/1, as a layer declares when a LIF feeds it) x is saved as bool, 1 byte per value, and
+re-expanded exactly by im2col.
 
-On the NumPy backend the Numba kernels run this chunk by chunk of samples so that the columns
-stay in cache (``kernels.numba_cpu.conv``); the reference kernels run it as written here.
+The kernels are the table ``kernels.CONV``: on the NumPy backend the Numba kernels run this chunk
+by chunk of samples so that the columns stay in cache (``kernels.numba_cpu.conv``); the reference
+kernels (``kernels.reference.conv``) run it as written here, and the CUDA ones run the reference's
+driver with CUDA im2col/col2im (``kernels.cuda.conv``).
 """
 
 from __future__ import annotations
 
-from tinyspike import checks, kernels
+from tinyspike import backend, checks, kernels
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
@@ -46,42 +49,39 @@ class Conv2dFunction(Function):
     """y = conv2d(x, W) + b on [N, C, H, W] or [T, B, C, H, W]; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, binary_input):
-        time_first = x.shape[:2] if x.ndim == 5 else None
-        x4 = x.reshape((-1,) + x.shape[2:]) if time_first else x  # fold T into the batch: a view
+    def forward(ctx, x, weight, bias, stride, padding, spike_input):
+        fold = x.shape[:2] if x.ndim == 5 else None  # (T, B) of a time-first x, folded into the batch
+        x4 = x.reshape((-1,) + x.shape[2:]) if fold else x  # a view
         needs_x, needs_w = ctx.needs_input_grad[:2]
-        forward = kernels.get("conv", "conv2d_forward")
-        x_saved = x4 if needs_w else None  # x is needed only for dW
-        if binary_input:
-            # The promise is checked on every call, gradient or not: the fast kernel tests each value
-            # while it reads x for the columns anyway, and writes the bool copy saved for dW.
-            y, packed = forward(x4, weight, bias, stride, padding, pack=True)
-            if packed is None:
-                raise ValueError(f"{_FN}: binary_input=True but x holds values other than 0 and 1")
-            x_saved = packed if needs_w else None
-        else:
-            y = forward(x4, weight, bias, stride, padding)
+        ctx.kernels = kernels.CONV.pick()  # once: backward runs the same implementation
+        # Spikes are checked on every call, gradient or not: the fast kernel tests each value while
+        # it reads x for the columns anyway, and writes the bool copy saved for dW.
+        spikes = backend.array_module_of(x4).empty(x4.shape, dtype=bool) if spike_input else None
+        y, not_binary = ctx.kernels.conv2d_forward(x4, weight, bias, stride, padding, spikes)
+        if not_binary:
+            raise ValueError(f"{_FN}: spike_input=True but x holds values other than 0 and 1 ({not_binary} of them)")
+        x_saved = (spikes if spike_input else x4) if needs_w else None  # x is needed only for dW
         ctx.save_for_backward(x_saved, weight if needs_x else None)
-        ctx.x_shape, ctx.time_first = x4.shape, time_first
+        ctx.x_shape, ctx.fold = x4.shape, fold
         ctx.stride, ctx.padding = stride, padding
         ctx.w_shape = weight.shape
-        return y.reshape(time_first + y.shape[1:]) if time_first else y
+        return y.reshape(fold + y.shape[1:]) if fold else y
 
     @staticmethod
     def backward(ctx, grad_y):
         x4, weight = ctx.saved_tensors
         needs = tuple(ctx.needs_input_grad[:3])
-        if ctx.time_first:
+        if ctx.fold:
             grad_y = grad_y.reshape((-1,) + grad_y.shape[2:])
-        grad_x, grad_w, grad_b = kernels.get("conv", "conv2d_backward")(
+        grad_x, grad_w, grad_b = ctx.kernels.conv2d_backward(
             grad_y, x4, weight, ctx.stride, ctx.padding, needs, ctx.x_shape, ctx.w_shape
         )
-        if grad_x is not None and ctx.time_first:
-            grad_x = grad_x.reshape(ctx.time_first + grad_x.shape[1:])
+        if grad_x is not None and ctx.fold:
+            grad_x = grad_x.reshape(ctx.fold + grad_x.shape[1:])
         return grad_x, grad_w, grad_b, None, None, None
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
+def conv2d(x, weight, bias=None, stride=1, padding=0, spike_input=False):
     """2-D convolution (cross-correlation, as PyTorch's ``conv2d``), groups = 1, zero padding.
 
     Args:
@@ -91,17 +91,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
         bias: None or [O].
         stride: int or (sh, sw), each >= 1.
         padding: int or (ph, pw), each >= 0 (zeros).
-        binary_input: promise that x holds only 0 and 1 (spikes): then x is saved for backward as
-            bool (4× smaller than float32). The promise is checked on every call (with or without
-            gradients): a ValueError is raised if it is broken.
+        spike_input: x holds only 0 and 1 (spikes): then x is saved for backward as bool (4×
+            smaller than float32). Checked on every call (with or without gradients): a
+            ValueError is raised if x holds anything else.
 
     Returns a Tensor [N, O, OH, OW] (or [T, B, O, OH, OW]) of x's dtype, with
     OH = (H + 2·ph - kh)//sh + 1 and OW alike.
     """
     data = _checks.tensor_arg(_FN, "x", x, ndims=(4, 5))
-    w = _checks.tensor_arg(_FN, "weight", weight, ndims=(4,))
-    _checks.same_dtype(_FN, "weight", w, "x", data)
-    _checks.same_backend(_FN, "weight", w, "x", data)
+    w, _ = _checks.weight_and_bias(_FN, weight, bias, data, ndim=4)
     if min(w.shape) < 1:
         raise ValueError(f"{_FN}: weight must have sizes >= 1 ([out, in, kh, kw]), got shape {tuple(w.shape)}")
     if data.shape[-3] != w.shape[1]:
@@ -110,15 +108,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
             f"{_FN}: x has {data.shape[-3]} channels (shape {tuple(data.shape)}, {layout}) but weight "
             f"expects {w.shape[1]} (weight shape {tuple(w.shape)} is [out, in, kh, kw])"
         )
-    if bias is not None:
-        b = _checks.tensor_arg(_FN, "bias", bias, ndims=(1,))
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"{_FN}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
-        _checks.same_dtype(_FN, "bias", b, "x", data)
-        _checks.same_backend(_FN, "bias", b, "x", data)
     stride = checks.int_pair(_FN, "stride", stride, low=1)
     padding = checks.int_pair(_FN, "padding", padding, low=0)
-    binary_input = checks.boolean(_FN, "binary_input", binary_input)
+    spike_input = checks.boolean(_FN, "spike_input", spike_input)
     for axis, name in ((0, "height"), (1, "width")):
         size, kernel = data.shape[-2 + axis], w.shape[2 + axis]
         if size + 2 * padding[axis] < kernel:
@@ -126,4 +118,4 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, binary_input=False):
                 f"{_FN}: the output would be empty: input {name} {size} + 2·padding {padding[axis]} "
                 f"is smaller than the kernel {name} {kernel}"
             )
-    return Conv2dFunction.apply(x, weight, bias, stride, padding, binary_input)
+    return Conv2dFunction.apply(x, weight, bias, stride, padding, spike_input)

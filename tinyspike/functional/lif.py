@@ -1,15 +1,15 @@
 """The multi-step LIF neuron as one Function: the whole time loop forward, the whole BPTT backward.
 
 A layer of LIF neurons therefore costs two kernel calls per training step, not 3·T small ops on
-the tape (DESIGN.md, "The LIF Function"). The kernels live in ``tinyspike.kernels`` (group
-``"lif"``): a readable reference and a Numba version that must agree.
+the tape (DESIGN.md, "The LIF Function"). The kernels are the table ``kernels.LIF``: the readable
+``kernels.reference.lif``, ``kernels.numba_cpu.lif`` and ``kernels.cuda.lif``, which must agree.
 """
 
 from __future__ import annotations
 
 import numpy as np  # dtype arithmetic only (saved_bytes_per_neuron_step)
 
-from tinyspike import backend, checks, kernels
+from tinyspike import checks, kernels
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 from tinyspike.functional import surrogate as surrogates
@@ -56,24 +56,23 @@ class LIFFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, v_th, decay, surrogate, detach_reset, implementation):
-        forward_kernel = kernels.get("lif", "lif_forward", implementation)
-        spikes, saved = forward_kernel(x, v_th, decay, surrogate, detach_reset)
+    def forward(ctx, x, v_th, decay, surrogate, detach_reset):
+        ctx.kernels = kernels.LIF.pick()  # once: backward runs the same implementation
+        spikes, saved = ctx.kernels.lif_forward(x, v_th, decay, surrogate, detach_reset)
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(saved)
-        ctx.params = (v_th, decay, surrogate, detach_reset, implementation)
+        ctx.params = (v_th, decay, surrogate, detach_reset)
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (saved,) = ctx.saved_tensors
-        v_th, decay, surrogate, detach_reset, implementation = ctx.params
-        backward_kernel = kernels.get("lif", "lif_backward", implementation)
-        grad_x = backward_kernel(grad_spikes, saved, v_th, decay, surrogate, detach_reset)
-        return grad_x, None, None, None, None, None
+        v_th, decay, surrogate, detach_reset = ctx.params
+        grad_x = ctx.kernels.lif_backward(grad_spikes, saved, v_th, decay, surrogate, detach_reset)
+        return grad_x, None, None, None, None
 
 
-def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", implementation=None):
+def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular"):
     """Spikes of LIF neurons driven by ``x`` over time (see ``LIFFunction`` for the maths).
 
     x: Tensor or array [T, ...], time first (any trailing shape, e.g. [T, B, C, H, W]), floating.
@@ -85,8 +84,9 @@ def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", imp
     surrogate: a name from ``surrogate.SURROGATES`` (default parameters) or a surrogate object,
         e.g. ``surrogate.get("sigmoid", alpha=4.0)``; "smooth" makes the forward a sigmoid too
         (for gradient checks: spikes are then real numbers in (0, 1)).
-    implementation: force a kernel implementation ("reference" anywhere, "numba_cpu" for NumPy
-        arrays, "cuda" for CuPy arrays); None picks the fastest for the active backend.
+
+    The kernels: the fastest for the active backend, or the reference ones inside
+    ``kernels.use("reference")`` (the one way to choose, the same for every op).
 
     Returns the spikes s[t], shaped and typed like x (0.0/1.0 values). The membrane starts at 0
     on every call: no state survives between calls.
@@ -104,27 +104,7 @@ def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", imp
         surrogate = surrogates.get(surrogate)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{fn}: {err}") from None
-    if implementation is not None:
-        _check_implementation(fn, implementation, data)
-    return LIFFunction.apply(x, v_th, decay, surrogate, detach_reset, implementation)
-
-
-def _check_implementation(fn: str, implementation, data) -> None:
-    """A forced kernel must exist and run on x's arrays: "cuda" on CuPy (a GPU), the others on NumPy.
-
-    Checked before any kernel module is imported, so asking for "cuda" on a machine without CuPy
-    is a ValueError naming ``implementation``, not a ModuleNotFoundError from an import.
-    """
-    checks.choice(fn, "implementation", implementation, kernels.IMPLEMENTATIONS)
-    on_gpu = backend.is_gpu_array(data)
-    if implementation == "cuda" and not on_gpu:
-        raise ValueError(
-            f"{fn}: implementation='cuda' needs CuPy and a GPU (x as a CuPy array, backend 'cupy'); "
-            "x is a NumPy array: use None, 'reference' or 'numba_cpu'"
-        )
-    if implementation == "numba_cpu" and on_gpu:
-        raise ValueError(f"{fn}: implementation='numba_cpu' runs on NumPy arrays, but x is a CuPy array: "
-                         "use None, 'reference' or 'cuda'")
+    return LIFFunction.apply(x, v_th, decay, surrogate, detach_reset)
 
 
 def saved_bytes_per_neuron_step(dtype, surrogate="rectangular", detach_reset=True) -> int:

@@ -51,19 +51,11 @@ def linear(x, weight, bias=None):
     data = _checks.tensor_arg(_FN, "x", x)
     if data.ndim < 1:
         raise ValueError(f"{_FN}: x must have at least 1 dimension, got a scalar")
-    w = _checks.tensor_arg(_FN, "weight", weight, ndims=(2,))
+    w, _ = _checks.weight_and_bias(_FN, weight, bias, data, ndim=2)
     if w.shape[1] != data.shape[-1]:
         raise ValueError(
             f"{_FN}: x's last dimension ({data.shape[-1]}) must equal weight's in_features "
             f"(weight shape {tuple(w.shape)} is [out_features, in_features])"
         )
-    _checks.same_dtype(_FN, "weight", w, "x", data)
-    _checks.same_backend(_FN, "weight", w, "x", data)
-    if bias is not None:
-        b = _checks.tensor_arg(_FN, "bias", bias, ndims=(1,))
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"{_FN}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
-        _checks.same_dtype(_FN, "bias", b, "x", data)
-        _checks.same_backend(_FN, "bias", b, "x", data)
     return LinearFunction.apply(x, weight, bias)
 

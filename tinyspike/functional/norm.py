@@ -31,8 +31,9 @@ Backward, training mode. With g = dL/dy, μ and r depend on every xᵢ:
     dL/dxⱼ = γ r · ( gⱼ − (1/n) Σ gᵢ − x̂ⱼ · (1/n) Σ gᵢ x̂ᵢ )
 
 (the two subtracted terms are the paths through μ and through r). Written per channel as
-dx = a·g + b·(x − μ) + c with a = γr, b = −γr³·Σg(x−μ)/n, c = −γr·Σg/n, this needs two
-reductions (Σg, Σg(x − μ)) and one element-wise pass: the ``bn_backward_*`` kernels.
+dx = g_scale·g + centred_scale·(x − μ) + shift with g_scale = γr, centred_scale = −γr³·Σg(x−μ)/n
+and shift = −γr·Σg/n, this needs two reductions (Σg, Σg(x − μ)) and one element-wise pass: the
+``bn_backward_*`` kernels.
 
 Backward, evaluation mode: μ and r are constants, so dL/dx = γ r g, dL/dγ = Σ g x̂, dL/dβ = Σ g.
 
@@ -80,9 +81,10 @@ class BatchNormFunction(Function):
         x3 = _as_rows(x, axis)
         channels = x3.shape[1]
         n = x3.shape[0] * x3.shape[2]
+        ctx.kernels = kernels.NORM.pick()  # once: backward runs the same implementation
 
         if training:
-            mean, var = kernels.get("norm", "bn_stats")(x3)
+            mean, var = ctx.kernels.bn_stats(x3)
             if running_mean is not None:
                 unbiased = var * (n / (n - 1))
                 # In place: the layer's buffers are these very arrays.
@@ -97,7 +99,7 @@ class BatchNormFunction(Function):
         gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
         beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
         scale = gamma * invstd
-        y3 = kernels.get("norm", "bn_apply")(x3, scale, beta - mean * scale)
+        y3 = ctx.kernels.bn_apply(x3, scale, beta - mean * scale)
 
         needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         keep_x = needs_w or (training and needs_x)
@@ -116,20 +118,20 @@ class BatchNormFunction(Function):
 
         sum_g = sum_g_xc = None
         if x3 is not None:
-            sum_g, sum_g_xc = kernels.get("norm", "bn_backward_reduce")(g3, x3, mean)
+            sum_g, sum_g_xc = ctx.kernels.bn_backward_reduce(g3, x3, mean)
         elif needs_b:  # x was not kept: only β's gradient (and, in eval mode, x's) is wanted
             sum_g = g3.sum(axis=(0, 2), dtype=xp.float64)
 
         grad_x = grad_w = grad_b = None
         if needs_x:
-            a = gamma * invstd
+            g_scale = gamma * invstd  # γr: the whole gradient in evaluation mode
             if ctx.training:
                 n = ctx.n
-                b = -a * invstd * invstd * sum_g_xc / n
-                c = -a * sum_g / n
-                grad_x = kernels.get("norm", "bn_backward_apply")(g3, x3, mean, a, b, c)
+                centred_scale = -g_scale * invstd * invstd * sum_g_xc / n  # the path through r
+                shift = -g_scale * sum_g / n  # the path through μ
+                grad_x = ctx.kernels.bn_backward_apply(g3, x3, mean, g_scale, centred_scale, shift)
             else:
-                grad_x = kernels.get("norm", "bn_apply")(g3, a, xp.zeros_like(a))
+                grad_x = ctx.kernels.bn_apply(g3, g_scale, xp.zeros_like(g_scale))
             grad_x = grad_x.reshape(ctx.shape)
         if needs_w:
             grad_w = (sum_g_xc * invstd).astype(dtype)  # Σ g·x̂
@@ -190,16 +192,10 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     axis = _channel_axis(data.ndim)
     channels = data.shape[axis]
 
+    where = f" (channel axis {axis} of x with shape {tuple(data.shape)})"
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
-            param = _checks.tensor_arg(_FN, name, value, ndims=(1,))
-            if param.shape != (channels,):
-                raise ValueError(
-                    f"{_FN}: {name} must have shape ({channels},) (channel axis {axis} of x with shape "
-                    f"{tuple(data.shape)}), got {tuple(param.shape)}"
-                )
-            _checks.same_dtype(_FN, name, param, "x", data)
-            _checks.same_backend(_FN, name, param, "x", data)
+            _checks.parameter(_FN, name, value, data, 1, (channels,), where)
 
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{_FN}: running_mean and running_var must both be arrays or both be None")

@@ -1,5 +1,7 @@
-"""Spatial pooling: average, max, adaptive average and global average, on NCHW or time-first
-[T, B, C, H, W] input (pooling has no time dynamics, so T folds into the batch).
+"""Spatial pooling: average and global average (MS-ResNet's two pools), on NCHW or time-first
+[T, B, C, H, W] input (pooling has no time dynamics, so T folds into the batch). Max and adaptive
+average pooling, which no model of the zoo uses, are in ``tinyspike/extras/pool.py`` and share the
+helpers below.
 
 Geometry (as PyTorch, ``ceil_mode=False``): kernel (kh, kw), stride (sh, sw), zero padding
 (ph, pw) on both sides, output size Ho = ⌊(H + 2ph − kh)/sh⌋ + 1 (same for W). Padding may be
@@ -17,19 +19,17 @@ slices (adjoint of a gather = scatter-add).
 
 from __future__ import annotations
 
-import numpy as np  # only for the small bin matrices of adaptive pooling, built on the host
-
 from tinyspike import backend, checks
 from tinyspike.autograd import Function
 from tinyspike.functional import _checks
 
 
-def _fold(x):
+def fold_time(x):
     """[T, B, C, H, W] → [T·B, C, H, W]; 4-D unchanged. Returns (x4, leading shape)."""
     return x.reshape((-1,) + x.shape[-3:]), x.shape[:-3]
 
 
-def _offsets(kernel, stride, out_size):
+def window_offsets(kernel, stride, out_size):
     """Yield (index, row slice, column slice) for every offset (i, j) of the kernel window."""
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_size
     for i in range(kh):
@@ -37,7 +37,7 @@ def _offsets(kernel, stride, out_size):
             yield i * kw + j, slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)
 
 
-def _pad(x4, padding, value):
+def pad_spatial(x4, padding, value):
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x4
@@ -45,9 +45,32 @@ def _pad(x4, padding, value):
     return xp.pad(x4, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=value)
 
 
-def _crop(x4, padding):
+def crop_spatial(x4, padding):
     ph, pw = padding
     return x4[:, :, ph : x4.shape[2] - ph, pw : x4.shape[3] - pw]
+
+
+def pooled_size(in_size, kernel, stride, padding):
+    """(Ho, Wo): Ho = ⌊(H + 2ph − kh)/sh⌋ + 1, and the same for W."""
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(in_size, kernel, stride, padding))
+
+
+def window_args(fn, x, kernel_size, stride, padding):
+    """A windowed pool's checked (kernel, stride, padding) pairs; stride None means kernel."""
+    data = _checks.tensor_arg(fn, "x", x, ndims=(4, 5))
+    kernel = checks.int_pair(fn, "kernel_size", kernel_size, low=1)
+    stride = kernel if stride is None else checks.int_pair(fn, "stride", stride, low=1)
+    padding = checks.int_pair(fn, "padding", padding, low=0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{fn}: padding must be at most half of kernel_size {kernel}, got {padding}")
+    in_size = data.shape[-2:]
+    out_size = pooled_size(in_size, kernel, stride, padding)
+    if min(out_size) < 1:
+        raise ValueError(
+            f"{fn}: input of spatial size {tuple(in_size)} is smaller than kernel_size {kernel} "
+            f"(padding {padding}): no output pixel"
+        )
+    return kernel, stride, padding
 
 
 class AvgPool2dFunction(Function):
@@ -60,12 +83,12 @@ class AvgPool2dFunction(Function):
 
     @staticmethod
     def forward(ctx, x, kernel, stride, padding):
-        x4, lead = _fold(x)
+        x4, lead = fold_time(x)
         xp = backend.array_module_of(x)
-        padded = _pad(x4, padding, 0)
-        out_size = _out_size(x4.shape[2:], kernel, stride, padding)
+        padded = pad_spatial(x4, padding, 0)
+        out_size = pooled_size(x4.shape[2:], kernel, stride, padding)
         acc = None
-        for _, rows, cols in _offsets(kernel, stride, out_size):
+        for _, rows, cols in window_offsets(kernel, stride, out_size):
             window = padded[:, :, rows, cols]
             if acc is None:
                 acc = window.copy()
@@ -81,94 +104,18 @@ class AvgPool2dFunction(Function):
         xp = backend.array_module_of(grad_y)
         g = grad_y.reshape((-1,) + grad_y.shape[-3:]) * xp.asarray(1.0 / (kernel[0] * kernel[1]), dtype=grad_y.dtype)
         grad = xp.zeros(padded_shape, dtype=grad_y.dtype)
-        for _, rows, cols in _offsets(kernel, stride, out_size):
+        for _, rows, cols in window_offsets(kernel, stride, out_size):
             grad[:, :, rows, cols] += g
-        return _crop(grad, padding).reshape(shape), None, None, None
+        return crop_spatial(grad, padding).reshape(shape), None, None, None
 
 
-class MaxPool2dFunction(Function):
-    """y[n,c,p,q] = max_{i,j} x_pad[n, c, p·sh + i, q·sw + j]   (padding counts as −∞).
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Average pooling of x [N, C, H, W] or [T, B, C, H, W]; stride defaults to kernel_size.
 
-    Backward: the max is locally the selected element, so its derivative is 1 there and 0 at
-    the others: g[n,c,p,q] goes to the window's argmax (the first one on ties, as PyTorch; a NaN
-    wins, so NaN propagates). Saves the argmax offset i·kw + j per output, as uint8 (kernels up to
-    16×16): a quarter of a float32 output, and no copy of x.
+    Padded zeros count in the average (PyTorch's ``count_include_pad=True``); no ``ceil_mode``.
     """
-
-    @staticmethod
-    def forward(ctx, x, kernel, stride, padding):
-        x4, lead = _fold(x)
-        xp = backend.array_module_of(x)
-        padded = _pad(x4, padding, -np.inf)
-        out_size = _out_size(x4.shape[2:], kernel, stride, padding)
-        index_dtype = xp.uint8 if kernel[0] * kernel[1] <= 256 else xp.int32
-        best = argmax = None
-        for offset, rows, cols in _offsets(kernel, stride, out_size):
-            window = padded[:, :, rows, cols]
-            if best is None:
-                best = window.copy()
-                argmax = xp.zeros(best.shape, dtype=index_dtype)
-                continue
-            # strict '>' keeps the first maximum on ties; 'window != window' lets a NaN take over
-            better = (window > best) | (window != window)
-            best = xp.where(better, window, best)
-            argmax[better] = offset
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(argmax)
-        ctx.geometry = (x.shape, padded.shape, kernel, stride, padding, out_size)
-        return best.reshape(lead + best.shape[1:])
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        (argmax,) = ctx.saved_tensors
-        shape, padded_shape, kernel, stride, padding, out_size = ctx.geometry
-        xp = backend.array_module_of(grad_y)
-        g = grad_y.reshape(argmax.shape)
-        zero = xp.zeros((), dtype=g.dtype)
-        grad = xp.zeros(padded_shape, dtype=g.dtype)
-        for offset, rows, cols in _offsets(kernel, stride, out_size):
-            grad[:, :, rows, cols] += xp.where(argmax == offset, g, zero)
-        return _crop(grad, padding).reshape(shape), None, None, None
-
-
-def _bin_matrix(in_size: int, out_size: int, dtype):
-    """P[o, i] = 1/len(bin o) if input i lies in bin o: PyTorch's adaptive bins
-    [⌊o·in/out⌋, ⌈(o+1)·in/out⌉), which may overlap when in is not a multiple of out."""
-    matrix = np.zeros((out_size, in_size), dtype=dtype)
-    for o in range(out_size):
-        start = (o * in_size) // out_size
-        end = -((-(o + 1) * in_size) // out_size)
-        matrix[o, start:end] = 1.0 / (end - start)
-    return matrix
-
-
-class AdaptiveAvgPool2dFunction(Function):
-    """y = P_h · x · P_wᵀ per (n, c) image, with the bin matrices P of ``_bin_matrix``.
-
-    Averaging over a rectangle of bins is separable (mean over rows of the mean over columns),
-    which is what makes the two small matrix products exact, for any in/out sizes.
-    Backward: a linear map's adjoint, dL/dx = P_hᵀ · g · P_w. Saves the two bin matrices.
-    """
-
-    @staticmethod
-    def forward(ctx, x, output_size):
-        x4, lead = _fold(x)
-        xp = backend.array_module_of(x)
-        (h, w), (ho, wo) = x4.shape[2:], output_size
-        ph = xp.asarray(_bin_matrix(h, ho, x.dtype))
-        pw = xp.asarray(_bin_matrix(w, wo, x.dtype))
-        y = xp.matmul(xp.matmul(ph, x4), pw.T)
-        ctx.save_for_backward(ph, pw)
-        ctx.shape = x.shape
-        return y.reshape(lead + y.shape[1:])
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        ph, pw = ctx.saved_tensors
-        xp = backend.array_module_of(grad_y)
-        g = grad_y.reshape((-1,) + grad_y.shape[-3:])
-        grad = xp.matmul(xp.matmul(ph.T, g), pw)
-        return grad.reshape(ctx.shape), None
+    kernel, stride, padding = window_args("avg_pool2d", x, kernel_size, stride, padding)
+    return AvgPool2dFunction.apply(x, kernel, stride, padding)
 
 
 class GlobalAvgPool2dFunction(Function):
@@ -189,59 +136,6 @@ class GlobalAvgPool2dFunction(Function):
         grad = xp.empty(ctx.shape, dtype=grad_y.dtype)
         grad[...] = (grad_y * xp.asarray(1.0 / (h * w), dtype=grad_y.dtype))[..., None, None]
         return grad
-
-
-def _out_size(in_size, kernel, stride, padding):
-    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(in_size, kernel, stride, padding))
-
-
-def _window_args(fn, x, kernel_size, stride, padding):
-    data = _checks.tensor_arg(fn, "x", x, ndims=(4, 5))
-    kernel = checks.int_pair(fn, "kernel_size", kernel_size, low=1)
-    stride = kernel if stride is None else checks.int_pair(fn, "stride", stride, low=1)
-    padding = checks.int_pair(fn, "padding", padding, low=0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{fn}: padding must be at most half of kernel_size {kernel}, got {padding}")
-    in_size = data.shape[-2:]
-    out_size = _out_size(in_size, kernel, stride, padding)
-    if min(out_size) < 1:
-        raise ValueError(
-            f"{fn}: input of spatial size {tuple(in_size)} is smaller than kernel_size {kernel} "
-            f"(padding {padding}): no output pixel"
-        )
-    return kernel, stride, padding
-
-
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """Average pooling of x [N, C, H, W] or [T, B, C, H, W]; stride defaults to kernel_size.
-
-    Padded zeros count in the average (PyTorch's ``count_include_pad=True``); no ``ceil_mode``.
-    """
-    kernel, stride, padding = _window_args("avg_pool2d", x, kernel_size, stride, padding)
-    return AvgPool2dFunction.apply(x, kernel, stride, padding)
-
-
-def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Max pooling of x [N, C, H, W] or [T, B, C, H, W]; stride defaults to kernel_size.
-
-    The gradient goes to the first maximum of each window (row-major order inside the window).
-    """
-    kernel, stride, padding = _window_args("max_pool2d", x, kernel_size, stride, padding)
-    return MaxPool2dFunction.apply(x, kernel, stride, padding)
-
-
-def adaptive_avg_pool2d(x, output_size):
-    """Average pooling to a fixed output size (int or (Ho, Wo)), PyTorch's bin rule.
-
-    Returns [N, C, Ho, Wo] (or [T, B, C, Ho, Wo]); output_size 1 is the global average with
-    the spatial axes kept (use ``global_avg_pool2d`` to drop them).
-    """
-    _checks.tensor_arg("adaptive_avg_pool2d", "x", x, ndims=(4, 5))
-    output_size = checks.int_pair("adaptive_avg_pool2d", "output_size", output_size, low=1)
-    if output_size == (1, 1):
-        y = GlobalAvgPool2dFunction.apply(x)
-        return y.reshape(y.shape + (1, 1))
-    return AdaptiveAvgPool2dFunction.apply(x, output_size)
 
 
 def global_avg_pool2d(x):

@@ -12,7 +12,13 @@ Every surrogate here is a small object with
   for the slope of the smooth ones), validated when built;
 - ``spike(d)``: the forward spike value, ``(d > 0)`` as d's dtype for every surrogate but "smooth";
 - ``grad(d)``: the derivative used in backward, in d's dtype;
-- ``binary``: True when ``spike`` returns only 0 and 1.
+- ``binary``: True when ``spike`` returns only 0 and 1;
+- the forms the compiled LIF kernels need, written next to ``grad`` so that each formula lives in
+  one class: ``constants()`` (the two numbers c0, c1 every form reads, so that all kernels round
+  them alike), ``scalar_spike``/``scalar_grad`` (one value at a time, plain Python that Numba
+  compiles: ``kernels.numba_cpu.lif``), ``cuda_spike``/``cuda_grad`` (CUDA C bodies, pasted into
+  the kernel source by ``kernels.cuda.lif``) and ``mask_window`` (grad is c1 on |d| < c0, else
+  0: backward then needs one bit per step, and the LIF saves 1-byte codes).
 
 Their formulas (each integrates to 1 over the real line, as dH/du does, except "fast_sigmoid",
 kept in its published form):
@@ -38,8 +44,28 @@ Look one up with ``get("rectangular", width=1.0)``, or build one: ``Rectangular(
 from __future__ import annotations
 
 import math
+from collections import namedtuple
+
+import numpy as np  # np.tanh in the scalar forms: float32 in, float32 out, in Python and in Numba
 
 from tinyspike import backend, checks
+
+ScalarConstants = namedtuple("ScalarConstants", "c0 c1 zero half one")
+ScalarConstants.__doc__ = """What a scalar form reads, every field in d's dtype.
+
+A bare Python float in Numba code is a float64 and would turn float32 arithmetic into float64 (and
+break the equality with the reference), so even 0, 1/2 and 1 arrive as typed values."""
+
+FastForms = namedtuple("FastForms", "scalar_spike scalar_grad cuda_spike cuda_grad mask_window")
+FastForms.__doc__ = """A surrogate's forms for the compiled LIF kernels (``Surrogate.fast_forms``)."""
+
+HEAVISIDE_CUDA = "return d > (real)0 ? (real)1 : (real)0;"
+_SIGMOID_CUDA = "real sig = (real)0.5 * tanh((real)0.5 * (c0 * d)) + (real)0.5;"
+
+
+def heaviside_scalar(d, const):
+    """The strict step, one value: 1 if d > 0 else 0 (u = V_th does not fire)."""
+    return const.one if d > const.zero else const.zero
 
 
 def _positive(where: str, name: str, value) -> float:
@@ -57,14 +83,24 @@ class Surrogate:
     """Base class: Heaviside forward, ``grad`` supplied by the subclass.
 
     A surrogate of your own: subclass, set ``name``, ``param_name`` and ``default``, write
-    ``grad(d)`` with array code (``backend.array_module_of(d)``, constants in d's dtype). The LIF
-    kernels run it through the reference kernel (the Numba kernel knows only the built-in names).
+    ``grad(d)`` with array code (``backend.array_module_of(d)``, constants in d's dtype). That is
+    enough on every backend: the LIF runs it through the reference kernel. For the compiled
+    kernels, also write ``constants``, ``scalar_grad`` (plain Python on one value, constants from
+    its ``const`` argument, calling only what Numba compiles: arithmetic, ``abs``, ``max``, NumPy's
+    scalar functions; no helpers of your own) and ``cuda_grad`` in the same class, as the
+    built-ins below do.
     """
 
     name = "surrogate"
     param_name = "width"
     default = 1.0
     binary = True
+    # The compiled forms; None: this surrogate has none (a subclass that sets them sets all four).
+    scalar_spike = staticmethod(heaviside_scalar)
+    scalar_grad = None
+    cuda_spike = HEAVISIDE_CUDA
+    cuda_grad = None
+    mask_window = False
 
     def __init__(self, value: float | None = None):
         self.param = _positive(f"surrogate {self.name!r}", self.param_name, self.default if value is None else value)
@@ -76,9 +112,31 @@ class Surrogate:
     def grad(self, d):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def constants(self) -> tuple[float, float]:
+        """(c0, c1): the numbers ``grad`` and every fast form compute with (see each class)."""
+        return self.param, 0.0
+
+    def fast_forms(self) -> FastForms | None:
+        """The compiled forms, or None when there are none, or when they would not be this ``grad``.
+
+        A subclass that overrides ``grad`` (or ``spike``) but not the forms inherits forms that
+        compute its parent's formula; they are valid only if the class that set them is the one
+        that defines ``grad`` and ``spike``, or below it.
+        """
+        cls = type(self)
+        owner = _defining_class(cls, "scalar_grad")
+        if cls.scalar_grad is None or cls.cuda_grad is None:
+            return None
+        if not (issubclass(owner, _defining_class(cls, "grad")) and issubclass(owner, _defining_class(cls, "spike"))):
+            return None
+        return FastForms(cls.scalar_spike, cls.scalar_grad, cls.cuda_spike, cls.cuda_grad, cls.mask_window)
+
     def _const(self, d, value):
         # Constants take d's dtype, so float32 stays float32 and fast kernels can repeat the ops.
         return d.dtype.type(value)
+
+    def _constants_like(self, d):
+        return tuple(self._const(d, value) for value in self.constants())
 
     def __repr__(self):
         return f"{type(self).__name__}({self.param_name}={self.param!r})"
@@ -124,11 +182,21 @@ class Rectangular(_WidthSurrogate):
 
     name = "rectangular"
     default = 1.0
+    mask_window = True  # grad(d) = c1 · 1[|d| < c0]
+
+    def constants(self):
+        return self.param / 2, 1.0 / self.param  # a/2, 1/a
 
     def grad(self, d):
         xp = backend.array_module_of(d)
-        half, inv = self._const(d, self.param / 2), self._const(d, 1.0 / self.param)
+        half, inv = self._constants_like(d)
         return (xp.abs(d) < half).astype(d.dtype) * inv
+
+    @staticmethod
+    def scalar_grad(d, const):
+        return const.c1 if abs(d) < const.c0 else const.zero
+
+    cuda_grad = "return (fabs(d) < c0 ? (real)1 : (real)0) * c1;"
 
 
 class Triangle(_WidthSurrogate):
@@ -137,10 +205,20 @@ class Triangle(_WidthSurrogate):
     name = "triangle"
     default = 1.0
 
+    def constants(self):
+        return 1.0 / self.param, 0.0  # 1/a
+
     def grad(self, d):
         xp = backend.array_module_of(d)
-        inv = self._const(d, 1.0 / self.param)
+        inv, _ = self._constants_like(d)
         return xp.maximum(self._const(d, 0.0), 1 - xp.abs(d) * inv) * inv
+
+    @staticmethod
+    def scalar_grad(d, const):
+        return max(const.zero, const.one - abs(d) * const.c0) * const.c0
+
+    # Not fmax: np.maximum propagates NaN, fmax drops it.
+    cuda_grad = "real m = (real)1 - fabs(d) * c0; return (m < (real)0 ? (real)0 : m) * c0;"
 
 
 class Sigmoid(_SlopeSurrogate):
@@ -149,10 +227,20 @@ class Sigmoid(_SlopeSurrogate):
     name = "sigmoid"
     default = 4.0
 
+    def constants(self):
+        return self.param, 0.0  # α
+
     def grad(self, d):
-        alpha = self._const(d, self.param)
+        alpha, _ = self._constants_like(d)
         sig = _sigmoid(alpha * d)
         return alpha * sig * (1 - sig)
+
+    @staticmethod
+    def scalar_grad(d, const):
+        sig = const.half * np.tanh(const.half * (const.c0 * d)) + const.half  # _sigmoid(αd), operation for operation
+        return const.c0 * sig * (const.one - sig)
+
+    cuda_grad = _SIGMOID_CUDA + " return c0 * sig * ((real)1 - sig);"
 
 
 class ATan(_SlopeSurrogate):
@@ -161,10 +249,20 @@ class ATan(_SlopeSurrogate):
     name = "atan"
     default = 2.0
 
+    def constants(self):
+        return math.pi / 2 * self.param, self.param / 2  # π/2·α, α/2
+
     def grad(self, d):
-        k = self._const(d, math.pi / 2 * self.param)
-        z = k * d
-        return self._const(d, self.param / 2) / (1 + z * z)
+        slope, height = self._constants_like(d)
+        z = slope * d
+        return height / (1 + z * z)
+
+    @staticmethod
+    def scalar_grad(d, const):
+        z = const.c0 * d
+        return const.c1 / (const.one + z * z)
+
+    cuda_grad = "real z = c0 * d; return c1 / ((real)1 + z * z);"
 
 
 class FastSigmoid(_SlopeSurrogate):
@@ -173,10 +271,21 @@ class FastSigmoid(_SlopeSurrogate):
     name = "fast_sigmoid"
     default = 10.0
 
+    def constants(self):
+        return self.param, 0.0  # α
+
     def grad(self, d):
         xp = backend.array_module_of(d)
-        z = 1 + self._const(d, self.param) * xp.abs(d)
+        alpha, _ = self._constants_like(d)
+        z = 1 + alpha * xp.abs(d)
         return 1 / (z * z)
+
+    @staticmethod
+    def scalar_grad(d, const):
+        z = const.one + const.c0 * abs(d)
+        return const.one / (z * z)
+
+    cuda_grad = "real z = (real)1 + c0 * fabs(d); return (real)1 / (z * z);"
 
 
 class Smooth(Sigmoid):
@@ -191,6 +300,18 @@ class Smooth(Sigmoid):
 
     def spike(self, d):
         return _sigmoid(self._const(d, self.param) * d)
+
+    @staticmethod
+    def scalar_spike(d, const):
+        return const.half * np.tanh(const.half * (const.c0 * d)) + const.half
+
+    scalar_grad = staticmethod(Sigmoid.scalar_grad)  # set again here: this class defines spike (see fast_forms)
+    cuda_spike = _SIGMOID_CUDA + " return sig;"
+
+
+def _defining_class(cls, attribute: str) -> type:
+    """The first class in ``cls``'s method resolution order whose body sets ``attribute``."""
+    return next(klass for klass in cls.__mro__ if attribute in vars(klass))
 
 
 SURROGATES = {cls.name: cls for cls in (Rectangular, Triangle, Sigmoid, ATan, FastSigmoid, Smooth)}

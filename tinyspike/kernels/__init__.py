@@ -1,85 +1,107 @@
-"""The hot loops, each written three ways with the same signature:
+"""The hot loops, each written up to three ways with the same signatures, and the one table per group.
 
 - ``kernels.reference.<group>``: plain array code, runs on any backend: the specification;
 - ``kernels.numba_cpu.<group>``: Numba-compiled, for the NumPy backend;
 - ``kernels.cuda.<group>``: CUDA, for the CuPy backend.
 
-Functional code asks for a kernel by group and name, ``kernels.get("conv", "im2col")``, and gets
-the fastest implementation for the active backend. ``TINYSPIKE_KERNELS=reference`` forces the
-reference kernels everywhere (handy to debug a fast kernel, or to time the difference).
+Which one runs is decided here, in one place, by one rule (``KernelTable.pick``):
+
+1. inside ``with kernels.use("reference"):`` the reference kernels run, on any backend;
+2. otherwise ("fast", the default) the fast version for the active backend (``numba_cpu`` on
+   NumPy, ``cuda`` on CuPy), or the reference where the group has none (norm has no CUDA version:
+   its reference runs on CuPy arrays too).
+
+A Function picks its kernel module once, in forward, and keeps it on ``ctx`` for backward, so a
+forward and its backward always run the same implementation even if the choice changes between
+them. The choice is a ``ContextVar``, not an environment variable or a module global: it belongs to
+the thread (or asyncio task) that set it, and ``use`` restores the previous value on exit.
+Tests that compare implementations directly import the modules (``from tinyspike.kernels.numba_cpu
+import lif``) or take them from a table (``kernels.LIF.numba_cpu``).
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from contextlib import contextmanager
-from functools import lru_cache
+from contextvars import ContextVar
 
-from tinyspike import backend
+from tinyspike import backend, checks
+from tinyspike.kernels.cuda import conv as cuda_conv
+from tinyspike.kernels.cuda import lif as cuda_lif
+from tinyspike.kernels.reference import conv as reference_conv
+from tinyspike.kernels.reference import lif as reference_lif
+from tinyspike.kernels.reference import norm as reference_norm
 
-IMPLEMENTATIONS = ("reference", "numba_cpu", "cuda")
-
-
-@lru_cache(maxsize=None)
-def _lookup(implementation: str, group: str, name: str):
-    try:
-        module = importlib.import_module(f"tinyspike.kernels.{implementation}.{group}")
-    except ModuleNotFoundError as err:
-        if err.name != f"tinyspike.kernels.{implementation}.{group}":
-            raise  # a real import error inside the kernel module: do not hide it
-        return None
-    return getattr(module, name, None)
-
-
-def implementation_for_backend() -> str:
-    """Which implementation ``get`` prefers on the active backend (before fallback)."""
-    if os.environ.get("TINYSPIKE_KERNELS", "fast") == "reference":
-        return "reference"
-    return "cuda" if backend.name() == "cupy" else "numba_cpu"
+CHOICES = ("reference", "fast")
+_choice: ContextVar[str] = ContextVar("tinyspike_kernels", default="fast")
 
 
 @contextmanager
-def forced(choice: str):
-    """Inside the block, ``get`` picks ``"reference"`` kernels, or the ``"fast"`` ones for the backend.
-
-    Sets ``TINYSPIKE_KERNELS`` for the block and restores what was there (tests and benchmarks use it
-    to run the same Function on both kernel sets).
-    """
-    if choice not in ("reference", "fast"):
-        raise ValueError(f"choice must be 'reference' or 'fast', got {choice!r}")
-    previous = os.environ.get("TINYSPIKE_KERNELS")
-    os.environ["TINYSPIKE_KERNELS"] = choice
+def use(choice: str):
+    """Inside the block, Functions pick the ``"reference"`` kernels, or the ``"fast"`` ones (default)."""
+    token = _choice.set(checks.choice("kernels.use", "choice", choice, CHOICES))
     try:
         yield
     finally:
-        if previous is None:
-            del os.environ["TINYSPIKE_KERNELS"]
-        else:
-            os.environ["TINYSPIKE_KERNELS"] = previous
+        _choice.reset(token)
 
 
-def get(group: str, name: str, implementation: str | None = None):
-    """The kernel ``name`` of ``group`` for the active backend, falling back to the reference.
+def current_choice() -> str:
+    """``"reference"`` inside ``use("reference")``, else ``"fast"``."""
+    return _choice.get()
 
-    ``implementation`` forces one of ``IMPLEMENTATIONS`` (tests use it to compare them).
-    """
-    if implementation is not None:
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        try:
-            kernel = _lookup(implementation, group, name)
-        except ModuleNotFoundError as err:  # e.g. "cuda" on a machine without CuPy
-            raise ValueError(
-                f"implementation {implementation!r} is not available here: its {group} kernels need "
-                f"the {err.name!r} module, which is not installed"
-            ) from err
-        if kernel is None:
-            raise LookupError(f"no {implementation} kernel {group}.{name}")
-        return kernel
-    kernel = _lookup(implementation_for_backend(), group, name)
-    if kernel is None:
-        kernel = _lookup("reference", group, name)
-    if kernel is None:
-        raise LookupError(f"no kernel {group}.{name} in any implementation")
-    return kernel
+
+# The Numba modules are imported on first use: importing Numba costs about half a second, and the
+# CuPy backend never needs it. (The CUDA modules import only NumPy; they load CuPy when they run.)
+
+
+def _numba_cpu_lif():
+    from tinyspike.kernels.numba_cpu import lif
+
+    return lif
+
+
+def _numba_cpu_conv():
+    from tinyspike.kernels.numba_cpu import conv
+
+    return conv
+
+
+def _numba_cpu_norm():
+    from tinyspike.kernels.numba_cpu import norm
+
+    return norm
+
+
+class KernelTable:
+    """One kernel group's implementations: the reference module, a Numba one, a CUDA one (or None)."""
+
+    def __init__(self, group: str, reference, numba_cpu, cuda):
+        self.group = group
+        self.reference = reference
+        self._load_numba_cpu = numba_cpu  # a function returning the module (lazy import), or None
+        self.cuda = cuda
+
+    @property
+    def numba_cpu(self):
+        return self._load_numba_cpu() if self._load_numba_cpu is not None else None
+
+    def pick(self):
+        """The module whose kernels run now: the rule of the module docstring."""
+        if _choice.get() == "reference":
+            return self.reference
+        fast = self.cuda if backend.name() == "cupy" else self.numba_cpu
+        return self.reference if fast is None else fast
+
+    def __repr__(self):
+        return f"KernelTable({self.group!r})"
+
+
+LIF = KernelTable("lif", reference=reference_lif, numba_cpu=_numba_cpu_lif, cuda=cuda_lif)
+CONV = KernelTable("conv", reference=reference_conv, numba_cpu=_numba_cpu_conv, cuda=cuda_conv)
+NORM = KernelTable("norm", reference=reference_norm, numba_cpu=_numba_cpu_norm, cuda=None)
+
+
+def implementation_name(table: KernelTable) -> str:
+    """Which implementation ``table.pick()`` gives now, by name (for ``tinyspike info`` and lessons)."""
+    module = table.pick()
+    return module.__name__.split(".")[-2]

@@ -34,6 +34,12 @@ so its gradient is exactly 0, and neither γ₂ nor anything before it ever trai
 | SRCBlock     | into a LIF                     | γ₂ = α·V_th                     |
 | PlainPair    | into a LIF (no shortcut)       | γ₂ = α·V_th                     |
 
+Which convs receive spikes (REFERENCE.md §4), declared when the block is built
+(``Conv2d(spike_input=True)``: they save their input for backward as bool, 1 byte instead of 4):
+conv2 always (lif1 feeds it); conv1 in MS and SR-B (lif1 comes first); in vanilla and plain
+blocks conv1 and the shortcut's conv receive the stream x, spikes in their networks (the stem ends
+with a LIF): ``spike_input=True`` says so. With the non-binary "smooth" test surrogate none do.
+
 ``zero_init=True`` forces γ₂ = 0 in every block with a shortcut (for the experiment: it kills the
 gradient of vanilla, SR-B and SR-C networks); ``False`` keeps the tdBN init everywhere.
 """
@@ -47,8 +53,9 @@ from tinyspike.nn.layers import check_lif_options
 REAL, SPIKES = "real", "spikes"
 
 
-def conv3x3(in_channels, out_channels, stride, rng):
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, generator=rng)
+def conv3x3(in_channels, out_channels, stride, rng, spike_input=False):
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, generator=rng,
+                     spike_input=spike_input)
 
 
 class BlockConfig:
@@ -57,8 +64,9 @@ class BlockConfig:
     def __init__(self, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", bn_alpha=1.0,
                  shortcut="conv", zero_init="auto", generator=None):
         where = "BlockConfig"
-        self.v_th, self.decay, self.detach_reset, _ = check_lif_options(where, v_th, decay, detach_reset, surrogate)
+        self.v_th, self.decay, self.detach_reset, checked = check_lif_options(where, v_th, decay, detach_reset, surrogate)
         self.surrogate = surrogate
+        self.binary_spikes = checked.binary  # False for "smooth": its LIFs' outputs are not 0/1
         self.bn_alpha = checks.real(where, "bn_alpha", bn_alpha, low=0.0, low_open=True)
         self.shortcut = checks.choice(where, "shortcut", shortcut, ("conv", "avgpool"))
         self.zero_init = checks.boolean_or(where, "zero_init", zero_init, ("auto",))
@@ -71,8 +79,12 @@ class BlockConfig:
         return nn.TDBatchNorm(channels, alpha=self.bn_alpha, v_th=self.v_th)
 
 
-def projection(in_channels, out_channels, stride, config: BlockConfig):
-    """The shortcut: identity when the shape is kept, else Conv1×1(stride)→BN or AvgPool→Conv1×1→BN."""
+def projection(in_channels, out_channels, stride, config: BlockConfig, spike_input=False):
+    """The shortcut: identity when the shape is kept, else Conv1×1(stride)→BN or AvgPool→Conv1×1→BN.
+
+    ``spike_input``: x is spikes (then the strided 1×1 conv receives them; after an average pool
+    it does not).
+    """
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if config.shortcut == "avgpool" and stride > 1:
@@ -82,7 +94,8 @@ def projection(in_channels, out_channels, stride, config: BlockConfig):
             config.bn(out_channels),
         )
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, generator=config.generator),
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, generator=config.generator,
+                  spike_input=spike_input),
         config.bn(out_channels),
     )
 
@@ -92,15 +105,21 @@ class ResidualBlock(nn.Module):
 
     Subclasses set ``stream`` (what flows between blocks), ``zero_init_auto`` (whether "auto"
     zeroes bn2's γ: only where bn2 feeds the addition and no LIF follows it), ``bn1_on_input``
-    (SR-B normalises the input, so bn1 has C_in channels) and ``has_shortcut``, and write ``forward``.
+    (SR-B normalises the input, so bn1 has C_in channels), ``lif_before_conv1`` (conv1 receives
+    lif1's spikes: MS, SR-B) and ``has_shortcut``, and write ``forward``.
+
+    ``spike_input``: the block's input x is spikes, as in vanilla and plain networks (their stem
+    ends with a LIF); only for blocks whose stream is spikes. conv1 (and the shortcut's conv) then
+    save x as bool.
     """
 
     stream = REAL
     zero_init_auto = True
     bn1_on_input = False
+    lif_before_conv1 = False
     has_shortcut = True
 
-    def __init__(self, in_channels, out_channels, stride=1, config: BlockConfig | None = None):
+    def __init__(self, in_channels, out_channels, stride=1, config: BlockConfig | None = None, spike_input=False):
         super().__init__()
         config = BlockConfig() if config is None else config
         if not isinstance(config, BlockConfig):
@@ -111,14 +130,21 @@ class ResidualBlock(nn.Module):
         self.out_channels = checks.integer(where, "out_channels", out_channels, low=1)
         self.stride = checks.integer(where, "stride", stride, low=1)
         in_channels, out_channels, stride = self.in_channels, self.out_channels, self.stride
-        self.conv1 = conv3x3(in_channels, out_channels, stride, rng)
+        self.spike_input = checks.boolean(where, "spike_input", spike_input)
+        if self.spike_input and self.stream != SPIKES:
+            raise ValueError(f"{where}: spike_input=True is for blocks whose stream is spikes (vanilla, plain); "
+                             f"the stream of {where} is real-valued")
+        x_is_spikes = self.spike_input and config.binary_spikes
+        lif_spikes = config.binary_spikes  # what lif1 and lif2 emit
+        self.conv1 = conv3x3(in_channels, out_channels, stride, rng,
+                             spike_input=lif_spikes if self.lif_before_conv1 else x_is_spikes)
         self.bn1 = config.bn(in_channels if self.bn1_on_input else out_channels)
         self.lif1 = config.lif()
-        self.conv2 = conv3x3(out_channels, out_channels, 1, rng)
+        self.conv2 = conv3x3(out_channels, out_channels, 1, rng, spike_input=lif_spikes)
         self.bn2 = config.bn(out_channels)
         self.lif2 = config.lif()
         if self.has_shortcut:
-            self.shortcut = projection(in_channels, out_channels, stride, config)
+            self.shortcut = projection(in_channels, out_channels, stride, config, spike_input=x_is_spikes)
         zero = self.zero_init_auto if config.zero_init == "auto" else config.zero_init
         if zero and self.has_shortcut:  # without a shortcut a zero γ would silence the network
             self.bn2.reset_gamma(0.0)
@@ -128,7 +154,19 @@ class ResidualBlock(nn.Module):
 
 
 class MSBlock(ResidualBlock):
-    """Membrane-shortcut block (SR-A), the paper's choice: y = x + BN₂(Conv₂(LIF(BN₁(Conv₁(LIF x)))))."""
+    """Membrane-shortcut block (SR-A), the paper's choice: y = x + BN₂(Conv₂(LIF(BN₁(Conv₁(LIF x))))).
+
+    Example (γ₂ starts at 0, so a fresh block passes its input, the membrane, through unchanged)::
+
+        >>> import numpy as np
+        >>> from tinyspike import Tensor
+        >>> from tinyspike.models.blocks import MSBlock
+        >>> x = Tensor(np.random.default_rng(0).standard_normal((2, 1, 8, 6, 6)).astype(np.float32))
+        >>> bool((MSBlock(8, 8)(x).numpy() == x.numpy()).all())
+        True
+        >>> MSBlock(8, 16, stride=2)(x).shape  # a downsampling block: conv shortcut, half the size
+        (2, 1, 16, 3, 3)
+    """
 
     def forward(self, x):
         out = self.bn1(self.conv1(self.lif1(x)))
@@ -141,6 +179,7 @@ class SRBBlock(ResidualBlock):
 
     zero_init_auto = False
     bn1_on_input = True
+    lif_before_conv1 = True
 
     def forward(self, x):
         out = self.conv1(self.lif1(self.bn1(x)))

@@ -62,7 +62,8 @@ class Stem(nn.Module):
             return bn(y)
         previous = bn.running_var.copy()
         out = bn(y)
-        n = y.size // y.shape[1]
+        # values per channel in the statistics: a synchronized BN (distributed.sync_bn) pools the ranks' shards
+        n = (y.size // y.shape[1]) * getattr(bn, "ranks_in_statistics", 1)
         factor = (time_steps * (n - 1)) / (time_steps * n - 1)
         kept = (1 - bn.momentum) * previous
         bn.running_var[...] = kept + (bn.running_var - kept) * factor
@@ -130,9 +131,13 @@ class SpikingResNet(nn.Module):
             config.lif() if spiking_stream else None,
         )
         stages, channels = [], widths[0]
+        # A spiking stream (vanilla, plain) is spikes from the stem's LIF on: the blocks are told so,
+        # for their convs. Real-valued streams pass nothing, so a user's block subclass with the
+        # plain (in, out, stride, config) signature keeps working.
+        stream_kind = {"spike_input": True} if spiking_stream else {}
         for n_blocks, width, stride in zip(stage_blocks, widths, stage_strides):
-            blocks = [block_class(channels, width, stride, config)]
-            blocks += [block_class(width, width, 1, config) for _ in range(n_blocks - 1)]
+            blocks = [block_class(channels, width, stride, config, **stream_kind)]
+            blocks += [block_class(width, width, 1, config, **stream_kind) for _ in range(n_blocks - 1)]
             stages.append(nn.Sequential(*blocks))
             channels = width
         self.stages = nn.ModuleList(stages)

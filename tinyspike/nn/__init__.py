@@ -23,11 +23,12 @@ from tinyspike.nn.layers import (
     set_monitoring,
 )
 from tinyspike.nn.module import Module, Parameter, RemovableHandle, StateDictKeyError
+from tinyspike.nn.monitor import FiringRateMonitor
 from tinyspike.nn._ops import broadcast_time
 
 __all__ = [
     "Module", "Parameter", "RemovableHandle", "StateDictKeyError",
     "Conv2d", "BatchNorm2d", "TDBatchNorm", "LIF", "Linear", "AvgPool2d", "MaxPool2d",
     "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "ModuleList",
-    "set_monitoring", "broadcast_time", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+    "set_monitoring", "broadcast_time", "FiringRateMonitor", "save_checkpoint", "load_checkpoint", "read_checkpoint",
 ]

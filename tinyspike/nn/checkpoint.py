@@ -7,21 +7,18 @@ Layout of the file (one array per key):
 - ``<key>/<name>``: the entries of an extra *flat dict*, such as ``Optimizer.state_dict()``
   (``optimizer=opt.state_dict()``) or a scheduler's.
 
-The file is written atomically: into a temporary file in the same directory, flushed to disk,
-then renamed over ``path`` with ``os.replace``; a crash mid-write leaves the previous checkpoint
-intact. Loading uses ``allow_pickle=False``, so a checkpoint cannot run code.
+The file is written atomically (``tinyspike.atomic``: a temporary file in the same folder, flushed
+to disk, then renamed over ``path``); a crash mid-write leaves the previous checkpoint intact. Loading uses ``allow_pickle=False``, so a checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
 import numbers
-import os
-import tempfile
 import zipfile
 
 import numpy as np
 
-from tinyspike import backend, checks
+from tinyspike import atomic, backend, checks
 from tinyspike.nn.module import Module
 
 MODEL_PREFIX = "model/"
@@ -60,20 +57,8 @@ def save_checkpoint(path, model: Module, **extras) -> None:
     path = checks.path("save_checkpoint", "path", path)
     arrays = {MODEL_PREFIX + k: v for k, v in model.to_numpy_state().items()}
     arrays.update(flatten_extras(extras))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)  # a file object: numpy writes exactly here, adding no suffix
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    # a file object: numpy writes exactly there, adding no ".npz" suffix to the temporary name
+    atomic.replace_atomically(path, lambda handle: np.savez(handle, **arrays))
 
 
 def _from_array(array: np.ndarray):

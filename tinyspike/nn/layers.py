@@ -55,16 +55,26 @@ class Conv2d(Module):
     β makes a bias redundant (REFERENCE.md §3). Weights (and bias) are kaiming-uniform,
     U(±1/√fan_in), drawn from ``generator`` (None: the global one, an int: a seed).
 
-    ``binary_input``: whether the input is spikes (0/1), which lets the conv keep it for
-    backward as bool (1 byte instead of 4). "auto" (default) trusts the mark a ``LIF`` layer puts
-    on its output (``tensor.is_binary``) when a weight gradient is recorded; True/False force it
-    (True is checked on every call, see ``functional.conv2d``).
+    ``spike_input``: the layer's input is spikes (0/1), declared by whoever builds it (the blocks
+    of ``models.blocks`` know which of their convs a LIF feeds, REFERENCE.md §4). Then, while a
+    weight gradient is recorded, the conv saves its input for backward as bool (1 byte instead of
+    4) and checks that it is indeed 0/1 (a ValueError otherwise, see ``functional.conv2d``).
+
+    Example::
+
+        >>> import numpy as np
+        >>> from tinyspike import Tensor, nn
+        >>> conv = nn.Conv2d(3, 8, 3, padding=1, generator=0)
+        >>> conv.weight.shape
+        (8, 3, 3, 3)
+        >>> conv(Tensor(np.zeros((6, 2, 3, 32, 32), np.float32))).shape  # [T, B, C, H, W]: T folds into B
+        (6, 2, 8, 32, 32)
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False, generator=None,
-                 binary_input="auto"):
+                 spike_input=False):
         super().__init__()
-        self.binary_input = checks.boolean_or("Conv2d", "binary_input", binary_input, ("auto",))
+        self.spike_input = checks.boolean("Conv2d", "spike_input", spike_input)
         self.in_channels = checks.integer("Conv2d", "in_channels", in_channels, low=1)
         self.out_channels = checks.integer("Conv2d", "out_channels", out_channels, low=1)
         self.kernel_size = checks.int_pair("Conv2d", "kernel_size", kernel_size, low=1)
@@ -80,19 +90,17 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        if self.binary_input == "auto":
-            # The bool copy is only for dW. Without a weight gradient (evaluation, no_grad) a LIF's
-            # spikes need no copy and no check of the promise: that would be a pass over x and, on
-            # CuPy, a device-host synchronisation per layer for an unchanged result.
-            binary = getattr(x, "is_binary", False) and is_grad_enabled() and self.weight.requires_grad
-        else:
-            binary = self.binary_input
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, binary_input=binary)
+        # The bool copy is only for dW. Without a weight gradient (evaluation, no_grad) spikes need
+        # no copy and no check: that would be a pass over x and, on CuPy, a device-host
+        # synchronisation per layer for an unchanged result.
+        save_as_bool = self.spike_input and is_grad_enabled() and self.weight.requires_grad
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, spike_input=save_as_bool)
 
     def extra_repr(self):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, bias={self.bias is not None}"
+            + (", spike_input=True" if self.spike_input else "")
         )
 
 
@@ -142,6 +150,18 @@ class TDBatchNorm(BatchNorm2d):
     """Threshold-dependent batch norm (tdBN, REFERENCE.md §2): statistics over (T, B, H, W)
     jointly (T folded into the batch), and the initial γ = α·V_th (0.5 with α = 1, V_th = 0.5)
     so that pre-activations start at the scale of the firing threshold.
+
+    Example::
+
+        >>> import numpy as np
+        >>> from tinyspike import Tensor, nn
+        >>> bn = nn.TDBatchNorm(4)
+        >>> bn.weight.numpy()  # γ = α·V_th
+        array([0.5, 0.5, 0.5, 0.5], dtype=float32)
+        >>> x = np.random.default_rng(0).normal(1.0, 3.0, (6, 2, 4, 5, 5)).astype(np.float32)
+        >>> y = bn(Tensor(x)).numpy()  # training mode: this batch's statistics over (T, B, H, W)
+        >>> bool(np.allclose(y.mean(axis=(0, 1, 3, 4)), 0.0, atol=1e-5)), bool(np.allclose(y.std(axis=(0, 1, 3, 4)), 0.5, atol=1e-3))
+        (True, True)
     """
 
     def __init__(self, num_features, alpha=1.0, v_th=0.5, eps=1e-5, momentum=0.1, affine=True):
@@ -157,9 +177,9 @@ class TDBatchNorm(BatchNorm2d):
 class LIF(Module):
     """Leaky integrate-and-fire neurons over time (REFERENCE.md §1); input [T, ...], time first.
 
-    Returns spikes (0/1) in the input's dtype, marked ``spikes.is_binary = True`` so that a
-    following ``Conv2d`` saves them as bool (not for the "smooth" test surrogate, whose forward
-    is a sigmoid). State starts at u = 0 on every call.
+    Returns spikes (0/1) in the input's dtype (real numbers in (0, 1) for the "smooth" test
+    surrogate, whose forward is a sigmoid). A ``Conv2d`` it feeds is built with
+    ``spike_input=True`` to save them as bool. State starts at u = 0 on every call.
 
     Monitoring (off by default, so the hot path stays a single kernel call): when ``monitor`` is
     True, each forward stores ``spike_count`` (float), ``num_neurons`` (neurons per sample, the
@@ -167,13 +187,20 @@ class LIF(Module):
     spikes / (neurons · T · B), as Python numbers. Use ``tinyspike.nn.set_monitoring(model, True)``.
     The cost is one extra read of the spikes (about 4.5 ms for the largest MS-ResNet-20 layer at
     B = 64, T = 6; some 2 % of a training step with every LIF monitored).
+
+    Example (a constant input 0.375 with τ = 0.5: u = 0.375, then 0.5625 > V_th fires and resets)::
+
+        >>> import numpy as np
+        >>> from tinyspike import Tensor, nn
+        >>> lif = nn.LIF(v_th=0.5, decay=0.5)
+        >>> lif(Tensor(np.full((6, 1), 0.375, np.float32))).numpy().ravel()
+        array([0., 1., 0., 1., 0., 1.], dtype=float32)
     """
 
     def __init__(self, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular", monitor=False):
         super().__init__()
-        self.v_th, self.decay, self.detach_reset, checked = check_lif_options("LIF", v_th, decay, detach_reset, surrogate)
+        self.v_th, self.decay, self.detach_reset, _ = check_lif_options("LIF", v_th, decay, detach_reset, surrogate)
         self.surrogate = surrogate  # as given (a name or an object): F.lif takes either
-        self._binary = checked.binary
         self.monitor = checks.boolean("LIF", "monitor", monitor)
         self.firing_rate = self.spike_count = None
         self.num_neurons = self.time_steps = self.batch_size = None
@@ -182,7 +209,6 @@ class LIF(Module):
         if x.ndim < 2:
             raise ValueError(f"LIF: input must be [T, ...] with time first, got shape {tuple(x.shape)}")
         spikes = F.lif(x, self.v_th, self.decay, self.detach_reset, self.surrogate)
-        spikes.is_binary = self._binary
         if self.monitor:
             self._record(spikes)
         return spikes

@@ -16,6 +16,7 @@ from tinyspike.checks import (
     boolean, choice, integer, integers, kind_of, optional_integer, real, show,
 )
 from tinyspike.data.cifar10_dvs import DEFAULT_CONVENTION
+from tinyspike.data.registry import DATASETS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "multistep", "constant")
@@ -85,8 +86,6 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every value that can be checked without loading data or building the model."""
-        from tinyspike.data.registry import DATASETS
-
         where = "TrainConfig"
         choice(where, "dataset", self.dataset, tuple(DATASETS))
         choice(where, "optimizer", self.optimizer, OPTIMIZERS)
@@ -217,8 +216,6 @@ def resolve_config(explicit: dict | None = None) -> TrainConfig:
     none), a recipe written for the other kind of data (``dvs`` on images, a CIFAR-10 recipe on
     events), and (in ``validate``) a ``data_dir`` for a built-in dataset.
     """
-    from tinyspike.data.registry import DATASETS
-
     where = "resolve_config"
     if explicit is not None and not isinstance(explicit, dict):
         raise TypeError(f"{where}: explicit must be a dict of settings, got {kind_of(explicit)}")
@@ -243,10 +240,10 @@ def resolve_config(explicit: dict | None = None) -> TrainConfig:
                              f"{[r for r, k in RECIPE_KINDS.items() if k == kind]} or no recipe")
         values.update(RECIPES[recipe])
         values["recipe"] = recipe
-        if "model" in explicit and explicit["model"] != values.get("model"):
-            # a recipe describes training, not width: an explicit model drops the default's options
-            values["model_options"] = {}
-    elif "model" in explicit and explicit["model"] != values.get("model"):
+    if "model" in explicit:
+        # The dataset's model options (digits: narrow widths 8/16/32) shape the small default run
+        # only. A model named explicitly gets its standard architecture, even when it is the
+        # default model, so that `--model ms_resnet8` is as wide as every other depth-8 model.
         values["model_options"] = {}
     explicit = dict(explicit)
     for key in ("model_options", "dataset_options"):

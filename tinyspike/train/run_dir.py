@@ -7,8 +7,9 @@
         best.npz         the state after the epoch with the best test accuracy so far
         curves.png       loss and accuracy per epoch (written at the end)
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so an
-interrupted run never leaves half a checkpoint: ``last.npz`` is always a complete, earlier state.
+Every file is written atomically (``tinyspike.atomic``: a temporary file in the same folder, put on
+disk, then renamed over the target), so an interrupted run never leaves half a checkpoint:
+``last.npz`` is always a complete, earlier state.
 
 A checkpoint is an ``.npz`` written by ``tinyspike.nn.save_checkpoint``: the model's arrays under
 ``model/``, the optimizer's under ``optimizer/``, the schedule's under ``schedule/``, and one JSON
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -29,7 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyspike import atomic
 from tinyspike.checks import integer, is_integer, kind_of, real, show
+from tinyspike.nn import read_checkpoint, save_checkpoint
+from tinyspike.train.config import TrainConfig
+from tinyspike.train.finite import first_non_finite
 
 CHECKPOINT_FORMAT = "tinyspike-trainer-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -50,7 +54,7 @@ def stale_temporaries(folder: Path) -> list[Path]:
     found = []
     for entry in Path(folder).iterdir():
         name = entry.name
-        if entry.is_file() and ((name.startswith(prefixes) and name.endswith((".tmp", ".tmp.png")))
+        if entry.is_file() and ((name.startswith(prefixes) and name.endswith(".tmp"))
                                 or name.startswith(".write-test-")):
             found.append(entry)
     return sorted(found)
@@ -78,39 +82,6 @@ def reported_write(path: Path, consequence: str = ""):
     except OSError as err:
         reason = err.strerror or str(err) or type(err).__name__
         raise RunDirError(f"could not write {str(path)!r}: {reason}" + (f"; {consequence}" if consequence else "")) from err
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """``write(tmp)`` fills a temporary file beside ``path``; it is put on disk (fsync) and renamed
-    over ``path``, so a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    _replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a figure's PNG bytes)."""
-    _replace_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
-def atomic_copy(src: Path, dst: Path) -> None:
-    """Copy the file ``src`` to ``dst`` atomically (``best.npz`` from ``last.npz``)."""
-    _replace_atomically(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def default_run_name(dataset: str, model: str) -> str:
@@ -177,7 +148,7 @@ class RunDir:
 
     # ---- config and metrics ------------------------------------------------------------------
     def write_config(self, config_dict: dict) -> None:
-        atomic_write_text(self.config_path, json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+        atomic.write_text(self.config_path, json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
 
     def read_config(self) -> dict:
         """``config.json`` as a dict; a missing, unreadable or non-object file is a RunDirError naming it."""
@@ -194,7 +165,7 @@ class RunDir:
 
     def write_metrics(self, records: list) -> None:
         text = "".join(json.dumps(_jsonable(r), sort_keys=False) + "\n" for r in records)
-        atomic_write_text(self.metrics_path, text)
+        atomic.write_text(self.metrics_path, text)
 
     def read_metrics(self) -> list:
         if not self.metrics_path.exists():
@@ -244,8 +215,6 @@ def _join_state(arrays: dict, rest: dict) -> dict:
 
 def save_trainer_checkpoint(path, model, *, optimizer_state: dict, schedule_state: dict | None, meta: dict) -> None:
     """Write a full training state (see the module docstring) atomically to ``path``."""
-    from tinyspike.nn import save_checkpoint
-
     opt_arrays, opt_rest = _split_state(optimizer_state)
     sched_arrays, sched_rest = _split_state(schedule_state or {})
     meta = dict(meta)
@@ -261,8 +230,6 @@ def save_trainer_checkpoint(path, model, *, optimizer_state: dict, schedule_stat
 
 def read_trainer_checkpoint(path) -> dict:
     """``{"model": {...}, "optimizer": {...}, "schedule": {...}, "meta": {...}}`` from ``path``."""
-    from tinyspike.nn import read_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -301,8 +268,6 @@ def read_trainer_checkpoint(path) -> dict:
 def _check_meta(path: Path, meta: dict) -> None:
     """Every entry of a checkpoint's training state that resume and eval rely on, checked up front,
     so that a damaged or hand-edited file fails with its name and the key, not deep inside."""
-    from tinyspike.train.config import TrainConfig
-
     where = f"checkpoint {str(path)!r}"
     for key in ("epoch", "config"):
         if key not in meta:
@@ -335,8 +300,6 @@ def _check_finite_arrays(path: Path, raw: dict) -> None:
     (A LIF turns a NaN input into "no spike", so a NaN network evaluates to chance accuracy and
     trains on without any NaN loss ever showing.)
     """
-    from tinyspike.train.finite import first_non_finite
-
     for group in ("model", "optimizer", "schedule"):
         arrays = raw.get(group)
         if not isinstance(arrays, dict):

@@ -10,14 +10,19 @@ DVS model on RGB images); a missing data folder; an output folder that cannot be
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinyspike import backend
+from tinyspike import atomic, backend, distributed, models, optim
+from tinyspike.data import transforms
+from tinyspike.data.loader import DataLoader
+from tinyspike.data.registry import DATASETS, build_dataset, build_splits, cifar10_has_test_batch
+from tinyspike.nn import Conv2d
 from tinyspike.train.config import TrainConfig, resolve_config
 from tinyspike.train.run_dir import (
-    RUN_FILES, RunDir, RunDirError, atomic_copy, check_writable, checkpoint_epoch, default_run_name,
+    RUN_FILES, RunDir, RunDirError, check_writable, checkpoint_epoch, default_run_name,
     read_trainer_checkpoint,
 )
 from tinyspike.train.trainer import Trainer
@@ -45,27 +50,21 @@ class RunParts:
 
 def check_model_name(name: str) -> None:
     """Raise ConfigError unless ``name`` is a model the registry can build (without building it)."""
-    from tinyspike.models import registry
-
     try:
-        registry.check_model_name(str(name))
+        models.registry.check_model_name(str(name))
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
 
 def first_conv(model):
     """The first Conv2d registered in ``model`` (its stem), or None."""
-    from tinyspike.analysis.energy import is_conv_layer
-
     for _, module in model.named_modules():
-        if is_conv_layer(module):
+        if isinstance(module, Conv2d):
             return module
     return None
 
 
 def build_model(config: TrainConfig, num_classes: int):
-    from tinyspike import models
-
     check_model_name(config.model)
     backend.seed(config.seed)  # the weights depend on the seed alone
     try:
@@ -76,8 +75,6 @@ def build_model(config: TrainConfig, num_classes: int):
 
 def check_compatible(config: TrainConfig, model, dataset) -> None:
     """Raise ConfigError when the model cannot take the dataset's samples."""
-    from tinyspike.data.registry import DATASETS
-
     conv = first_conv(model)
     if conv is None:
         return
@@ -99,27 +96,24 @@ def check_compatible(config: TrainConfig, model, dataset) -> None:
 
 def make_transforms(config: TrainConfig, dataset):
     """(train transform, eval transform) for static uint8 images; (None, None) for events."""
-    from tinyspike.data import transforms as T
-
     if dataset.time_steps is not None:
         if config.augment != "none":
             raise ConfigError(f"augment {config.augment!r} applies to static images, not to {config.dataset!r} events")
         return None, None
     _, h, w = dataset.frame_shape
-    normalize = T.Normalize(dataset.mean, dataset.std)
+    normalize = transforms.Normalize(dataset.mean, dataset.std)
     pad = max(1, min(h, w) // 8)  # 4 at 32x32, as the paper's RandomCrop(32, padding=4)
     steps = {
         "none": [],
-        "crop": [T.RandomCrop((h, w), pad)],
-        "crop-flip": [T.RandomCrop((h, w), pad), T.RandomHorizontalFlip()],
-        "alternative": [T.RandomCrop((h, w), pad), T.RandomRotation(15), T.RandomHorizontalFlip()],
+        "crop": [transforms.RandomCrop((h, w), pad)],
+        "crop-flip": [transforms.RandomCrop((h, w), pad), transforms.RandomHorizontalFlip()],
+        "alternative": [transforms.RandomCrop((h, w), pad), transforms.RandomRotation(15),
+                        transforms.RandomHorizontalFlip()],
     }[config.augment]
-    return T.Compose(steps + [normalize]), T.Compose([normalize])
+    return transforms.Compose(steps + [normalize]), transforms.Compose([normalize])
 
 
 def build_optimizer(config: TrainConfig, model):
-    from tinyspike import optim
-
     params = list(model.parameters())
     if config.optimizer == "sgd":
         return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
@@ -130,8 +124,6 @@ def build_optimizer(config: TrainConfig, model):
 
 
 def build_schedule(config: TrainConfig, optimizer, steps_per_epoch: int):
-    from tinyspike import optim
-
     per = steps_per_epoch if config.schedule_per == "iteration" else 1
     if config.schedule == "constant":
         return None
@@ -141,8 +133,6 @@ def build_schedule(config: TrainConfig, optimizer, steps_per_epoch: int):
 
 
 def build_datasets(config: TrainConfig):
-    from tinyspike.data.registry import build_splits
-
     return build_splits(
         config.dataset, config.data_dir, config.T, val_fraction=config.val_fraction, seed=0,
         **config.dataset_options,
@@ -151,8 +141,6 @@ def build_datasets(config: TrainConfig):
 
 def build_eval_set(config: TrainConfig):
     """Only the evaluation split (for ``tinyspike eval``), built as the training run built it."""
-    from tinyspike.data.registry import build_dataset, cifar10_has_test_batch
-
     opts = dict(config.dataset_options)
     if config.dataset == "cifar10" and not opts.get("download") and not cifar10_has_test_batch(config.data_dir):
         ds = build_dataset("cifar10", "val", config.data_dir, config.T, val_fraction=config.val_fraction, seed=0, **opts)
@@ -160,10 +148,9 @@ def build_eval_set(config: TrainConfig):
     return build_dataset(config.dataset, "test", config.data_dir, config.T, **opts), ""
 
 
-def build_parts(config: TrainConfig, *, prefetch: int = 2) -> RunParts:
-    """Every object of a run, built (and checked) from ``config``."""
-    from tinyspike.data.loader import DataLoader
-
+def build_parts(config: TrainConfig, *, prefetch: int = 2, rank: int = 0, world_size: int = 1) -> RunParts:
+    """Every object of a run, built (and checked) from ``config``; with ``rank``/``world_size`` the
+    loaders read this rank's shards (``config.batch_size`` is the global batch)."""
     config.validate()
     backend.use(config.backend)
     check_model_name(config.model)
@@ -172,9 +159,9 @@ def build_parts(config: TrainConfig, *, prefetch: int = 2) -> RunParts:
     check_compatible(config, model, train_set)
     train_tf, eval_tf = make_transforms(config, train_set)
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, transform=train_tf,
-                              prefetch=prefetch)
+                              prefetch=prefetch, rank=rank, world_size=world_size)
     eval_loader = DataLoader(eval_set, config.eval_batch_size or max(config.batch_size, 100), shuffle=False,
-                             seed=config.seed, transform=eval_tf, prefetch=prefetch)
+                             seed=config.seed, transform=eval_tf, prefetch=prefetch, rank=rank, world_size=world_size)
     optimizer = build_optimizer(config, model)
     schedule = build_schedule(config, optimizer, len(train_loader))
     return RunParts(config, train_set, eval_set, note, model, optimizer, schedule, train_loader, eval_loader)
@@ -234,7 +221,7 @@ def repair_best_checkpoint(run: RunDir, meta: dict, log) -> None:
     if best_epoch is None or checkpoint_epoch(run.best_path) == best_epoch:
         return
     if best_epoch == meta["epoch"]:
-        atomic_copy(run.last_path, run.best_path)
+        atomic.copy_file(run.last_path, run.best_path)
         log(f"note: rebuilt {run.best_path} (epoch {best_epoch}) from {run.last_path}")
         return
     found = "missing" if not run.best_path.exists() else f"holds epoch {checkpoint_epoch(run.best_path)!r}"
@@ -272,6 +259,7 @@ def train(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     prefetch: int = 2,
+    comm=None,
 ) -> TrainResult:
     """Run (or resume) a training run and return its result.
 
@@ -279,14 +267,66 @@ def train(
     written to ``out`` (default ``runs/<timestamp>-<dataset>-<model>``).
     Resume: ``resume`` is a run folder; its saved config is used, ``epochs`` may raise the total,
     ``data_dir`` may point to where the data now lives.
+    Data parallel: ``comm`` (``tinyspike.distributed.init()``) of W ranks, each calling ``train``
+    with the same arguments; ``batch_size`` is the global batch. Only rank 0 logs and writes the
+    run folder; a failure on any rank during the setup stops every rank (``agree_on_failure``).
     """
-    import time
+    comm = distributed.SingleProcess() if comm is None else comm
+    if comm.size > 1:
+        return _train_on_ranks(comm, config, out=out, resume=resume, epochs=epochs, data_dir=data_dir,
+                               progress=progress, log=log, prefetch=prefetch)
+    return _train(comm, config, out=out, resume=resume, epochs=epochs, data_dir=data_dir, progress=progress,
+                  log=log, prefetch=prefetch)
 
-    log = log or (lambda line: None)
+
+def _train_on_ranks(comm, config, *, out, **kwargs) -> TrainResult:
+    """``_train`` on W ranks: rank 0 picks the run folder (its timestamped default) for everyone."""
+    if kwargs.get("resume") is None and out is None and comm.is_root:
+        try:
+            config_obj = resolve_config(config) if config is None or isinstance(config, dict) else config
+            out = str(_resolve_out(None, config_obj))
+        except Exception:
+            pass  # the same error is raised (and agreed on) by the setup that follows
+    out = distributed.gather_objects(None if out is None else str(out), comm)[0]
+    return _train(comm, config, out=out, **kwargs)
+
+
+def _train(comm, config, *, out, resume, epochs, data_dir, progress, log, prefetch) -> TrainResult:
+    log = (log if comm.is_root else None) or (lambda line: None)
     t0 = time.perf_counter()
     created = False
+    run = None
+    failure = None
+    try:
+        if comm.size > 1 and resume is not None:
+            run = RunDir(resume)  # opened (and its stale temporaries removed) by rank 0 below
+        config, run, created, out_path = _prepare(comm, config, out, resume, epochs, data_dir, run)
+        parts = build_parts(config, prefetch=prefetch, rank=comm.rank, world_size=comm.size)
+    except Exception as err:
+        failure = err
+        if comm.is_root and resume is None and created:
+            try:
+                out_path.rmdir()  # leave no empty run folder behind a failed start
+            except OSError:
+                pass
+    if comm.size > 1:
+        distributed.agree_on_failure(failure, comm, "to set up the run")
+    elif failure is not None:
+        raise failure
+    if not comm.is_root:
+        run = RunDir(out_path if resume is None else resume)
+    elif run is None:
+        run = RunDir.create(out_path, config.to_dict())
+    return _fit(comm, config, parts, run, resume, created, t0, progress, log)
+
+
+def _prepare(comm, config, out, resume, epochs, data_dir, run):
+    """(config, run folder or None, created?, out path): the checks of a new run or a resume."""
+    created, out_path = False, None
     if resume is not None:
-        run = RunDir.open(resume)
+        if comm.is_root:
+            run = RunDir.open(resume)
+        ckpt_meta = read_trainer_checkpoint(run.last_path)["meta"]
         ckpt_meta = read_trainer_checkpoint(run.last_path)["meta"]
         config = TrainConfig.from_dict(ckpt_meta["config"])
         check_same_run(run, config)
@@ -297,32 +337,24 @@ def train(
         if data_dir is not None:
             config.data_dir = str(data_dir)
         config.validate()
-    else:
-        if config is None or isinstance(config, dict):
-            config = resolve_config(config or {})
-        config.validate()
-        out_path = _resolve_out(out, config)
-        # fail on an unwritable or occupied folder before loading any data
-        if (out_path / "config.json").exists() or (out_path / "last.npz").exists():
-            raise RunDirError(
-                f"output folder {str(out_path)!r} already holds a run; continue it with "
-                f"--resume {out_path} or choose another --out"
-            )
+        return config, run, created, out_path
+    if config is None or isinstance(config, dict):
+        config = resolve_config(config or {})
+    config.validate()
+    out_path = _resolve_out(out, config)
+    # fail on an unwritable or occupied folder before loading any data
+    if (out_path / "config.json").exists() or (out_path / "last.npz").exists():
+        raise RunDirError(
+            f"output folder {str(out_path)!r} already holds a run; continue it with "
+            f"--resume {out_path} or choose another --out"
+        )
+    if comm.is_root:  # only rank 0 writes: the folder is created (and checked) there
         created = not out_path.exists()
         check_writable(out_path)
-        run = None
+    return config, None, created, out_path
 
-    try:
-        parts = build_parts(config, prefetch=prefetch)
-    except BaseException:
-        if run is None and created:
-            try:
-                out_path.rmdir()  # leave no empty run folder behind a failed start
-            except OSError:
-                pass
-        raise
-    if run is None:
-        run = RunDir.create(out_path, config.to_dict())
+
+def _fit(comm, config, parts, run, resume, created, t0, progress, log) -> TrainResult:
     log(f"run folder: {run.path}")
     log(f"data: {parts.train_set.description}")
     log(f"eval: {parts.eval_set.description}" + (f" [{parts.eval_note}]" if parts.eval_note else ""))
@@ -331,8 +363,11 @@ def train(
         parts.model, parts.optimizer, parts.train_loader, parts.eval_loader,
         epochs=config.epochs, time_steps=config.T, schedule=parts.schedule, schedule_per=config.schedule_per,
         label_smoothing=config.label_smoothing, grad_clip=config.grad_clip, run_dir=run,
-        config=config.to_dict(), progress=progress, log=log,
+        config=config.to_dict(), progress=progress, log=log, comm=comm,
     )
+    if comm.size > 1:
+        log(f"data parallel: {comm.size} ranks ({comm.name}), {config.batch_size // comm.size} samples each "
+            f"of the global batch of {config.batch_size}")
     if run.removed_temporaries:
         log(f"note: removed {len(run.removed_temporaries)} temporary file(s) of interrupted writes: "
             + ", ".join(run.removed_temporaries))
@@ -340,14 +375,26 @@ def train(
         meta = trainer.load(run.last_path)
         if config.epochs != meta.get("epochs"):
             trainer.config = config.to_dict()
-            run.write_config(trainer.config)
-        repair_best_checkpoint(run, meta, log)
-        run.write_metrics(trainer.history)  # metrics.jsonl may lag behind last.npz after a failed write
+        failure = None
+        if comm.is_root:
+            try:
+                if config.epochs != meta.get("epochs"):
+                    run.write_config(trainer.config)
+                repair_best_checkpoint(run, meta, log)
+                run.write_metrics(trainer.history)  # metrics.jsonl may lag behind last.npz after a failed write
+            except Exception as err:
+                failure = err
+        distributed.agree_on_failure(failure, comm, "to prepare the resumed run folder")
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != comm.size:
+            log(f"note: the run was saved on {saved_world} rank(s) and continues on {comm.size}: the shards "
+                "(and random draws of ranks beyond the saved ones) differ from an uninterrupted run")
         log(f"resumed after epoch {trainer.epoch} of {config.epochs}")
     try:
         history = trainer.fit()
     except BaseException as stop:
-        removed = resume is None and not run.last_path.exists() and remove_unfinished_run(run, created)
+        removed = (comm.is_root and resume is None and not run.last_path.exists()
+                   and remove_unfinished_run(run, created))
         if isinstance(stop, KeyboardInterrupt):  # SIGINT, or SIGTERM turned into one by the CLI
             # the caller can say what to resume (nothing, when no epoch finished)
             raise type(stop)(*(() if removed else (str(run.path),))) from None

@@ -27,6 +27,24 @@ checkpoint holds the weights and running statistics, the optimizer's momentum bu
 schedule's step, every random generator's state, the best accuracy and the history; the data
 order is a function of (seed, epoch).
 
+Data parallelism (``comm``, a ``tinyspike.distributed`` Communicator of W > 1 ranks, each with a
+DataLoader of its ``rank``): ``DataParallel`` broadcasts rank 0's weights and buffers and makes the
+batch norms synchronized; after each ``loss.backward()`` the gradients are averaged in buckets
+(on a remainder batch each rank's loss is first weighted by its shard size), *before* clipping, so every rank clips and steps
+with the same gradient and the weights stay identical. The loss, correct and seen sums of
+training and evaluation and the firing-rate counts are summed over the ranks, so the records are
+those of the whole data. The NaN checks agree: a NaN batch or loss on any rank is one all-reduced
+flag, and every rank raises (the weights are identical, so the weight checks agree by themselves).
+Only rank 0 shows the bar, logs, and writes checkpoints, metrics and the plot; every rank's
+generator states are gathered into ``last.npz`` (``meta["rng_ranks"]``), and a write is followed
+by a collective that tells the other ranks whether it succeeded (the barrier after a checkpoint).
+Resuming with the same W, each rank restores its own states: the run continues exactly. With
+another W, ranks below the saved W take their saved states and the others derive theirs from
+(seed, epoch, rank); the shards (and, with augmentation or dropout, the random draws) then
+differ from the saved run's, so the result differs from an uninterrupted run (without
+augmentation and dropout only by rounding: synchronized BN makes the steps those of the global
+batch on any W).
+
 No printing here: a tqdm bar per epoch (``progress=True``) and a ``log(line)`` callback that the
 caller owns.
 """
@@ -38,13 +56,20 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from tinyspike import backend, checks
-from tinyspike.analysis.firing import FiringRateMonitor
-from tinyspike.autograd import no_grad
+from tqdm import tqdm
+
+import numpy as np
+
+from tinyspike import atomic, backend, checks, distributed
+from tinyspike.functional.loss import cross_entropy
+from tinyspike.nn.monitor import FiringRateMonitor
+from tinyspike.optim import clip_grad_norm_
+from tinyspike.train.evaluation import LossAccuracy, evaluate, forward
 from tinyspike.train.finite import NonFiniteError, batch_is_finite, first_non_finite_in_model
+from tinyspike.train.plots import plot_metrics
 from tinyspike.train.rng import capture_rng_states, restore_rng_states
 from tinyspike.train.run_dir import (
-    RunDir, atomic_copy, read_trainer_checkpoint, reported_write, save_trainer_checkpoint,
+    RunDir, read_trainer_checkpoint, reported_write, save_trainer_checkpoint,
 )
 
 
@@ -71,6 +96,8 @@ class Trainer:
         log: called with one summary line per epoch (and notes); None = silent.
         plot: draw ``curves.png`` into the run folder at the end of ``fit``.
         monitor_firing: count the firing rate of every LIF layer (train and test).
+        comm: a ``tinyspike.distributed`` Communicator for data-parallel training (default: one
+            process). The loaders must be built with this rank and world size.
     """
 
     def __init__(
@@ -93,6 +120,7 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         plot: bool = True,
         monitor_firing: bool = True,
+        comm=None,
     ):
         epochs = checks.integer("Trainer", "epochs", epochs, low=1)
         time_steps = checks.optional_integer("Trainer", "time_steps", time_steps, low=1)
@@ -103,11 +131,13 @@ class Trainer:
         progress, plot = checks.boolean("Trainer", "progress", progress), checks.boolean("Trainer", "plot", plot)
         monitor_firing = checks.boolean("Trainer", "monitor_firing", monitor_firing)
         if loss_fn is None:
-            from tinyspike.functional.loss import cross_entropy
-
             def loss_fn(logits, y, _ls=float(label_smoothing)):
                 return cross_entropy(logits, y, label_smoothing=_ls)
 
+        comm = distributed.SingleProcess() if comm is None else distributed.buckets.check_communicator("Trainer", comm)
+        self.comm = comm
+        # broadcast from rank 0 and synchronized BN; with one process nothing changes
+        self.parallel = distributed.DataParallel(model, comm) if comm.size > 1 else None
         self.model = model
         self.optimizer = optimizer
         self.train_loader = train_loader
@@ -120,14 +150,16 @@ class Trainer:
         self.loss_fn = loss_fn
         self.run_dir = RunDir(run_dir) if run_dir is not None and not isinstance(run_dir, RunDir) else run_dir
         self.config = dict(config or {})
-        self.progress = bool(progress)
-        self.log = log or (lambda line: None)
+        self.progress = bool(progress) and comm.is_root
+        self.log = (log if comm.is_root else None) or (lambda line: None)
         self.plot = plot
         self.monitor = FiringRateMonitor(model) if monitor_firing else None
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
         self.best_acc: float | None = None
         self.best_epoch: int | None = None
+        if comm.size > 1 and comm.rank > 0:  # rank 0 keeps the single-process stream
+            seed_rank_generator(self.config.get("seed", 0), 0, comm.rank)
 
     # ---- the loop ----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
@@ -139,9 +171,7 @@ class Trainer:
                 record = self.run_epoch()
                 self.log(format_record(record, self.epochs))
         finally:
-            if self.plot and self.run_dir is not None and self.history:
-                from tinyspike.train.plots import plot_metrics
-
+            if self.plot and self.run_dir is not None and self.history and self.comm.is_root:
                 try:
                     plot_metrics(self.history, self.run_dir.plot_path, title=self._title())
                 except Exception as err:  # a plotting failure must not lose a finished run
@@ -182,35 +212,40 @@ class Trainer:
         self.epoch = epoch + 1
         self.history.append(dict(record))
         if self.run_dir is not None:
-            # last.npz first: it alone is what --resume reads. If best.npz then fails, last.npz
-            # records this epoch as the best and the resume rebuilds best.npz from it.
-            kept = f"the previous {self.run_dir.last_path.name} (epoch {epoch}) is kept" if epoch else "nothing was saved"
-            with reported_write(self.run_dir.last_path, kept):
-                self.save(self.run_dir.last_path)
-            saved = f"{self.run_dir.last_path} (epoch {epoch + 1}) is saved; --resume rewrites it"
-            if improved:
-                with reported_write(self.run_dir.best_path, saved):
-                    atomic_copy(self.run_dir.last_path, self.run_dir.best_path)
-            with reported_write(self.run_dir.metrics_path, saved):
-                self.run_dir.write_metrics(self.history)
+            rng_ranks = distributed.gather_objects(capture_rng_states(self.model), self.comm)  # collective
+            failure = None
+            if self.comm.is_root:
+                try:
+                    self._write_epoch_files(epoch, improved, rng_ranks)
+                except Exception as err:  # told to the other ranks below, then raised here
+                    failure = err
+            # the barrier after a checkpoint, which also stops every rank when rank 0's write failed
+            distributed.agree_on_failure(failure, self.comm, "to write the checkpoint")
         return dict(record)
 
-    def _forward(self, x):
-        if x.ndim == 4 and self.time_steps is not None:
-            return self.model(x, time_steps=self.time_steps)
-        return self.model(x)
+    def _write_epoch_files(self, epoch: int, improved: bool, rng_ranks: list) -> None:
+        # last.npz first: it alone is what --resume reads. If best.npz then fails, last.npz
+        # records this epoch as the best and the resume rebuilds best.npz from it.
+        kept = f"the previous {self.run_dir.last_path.name} (epoch {epoch}) is kept" if epoch else "nothing was saved"
+        with reported_write(self.run_dir.last_path, kept):
+            self.save(self.run_dir.last_path, rng_ranks)
+        saved = f"{self.run_dir.last_path} (epoch {epoch + 1}) is saved; --resume rewrites it"
+        if improved:
+            with reported_write(self.run_dir.best_path, saved):
+                atomic.copy_file(self.run_dir.last_path, self.run_dir.best_path)
+        with reported_write(self.run_dir.metrics_path, saved):
+            self.run_dir.write_metrics(self.history)
 
     def train_one_epoch(self, epoch: int) -> dict:
         """One pass over the training data (epoch index ``epoch``, 0-based)."""
-        from tqdm import tqdm
-
         self.model.train()
         loader = self.train_loader
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         if self.monitor is not None:
             self.monitor.reset()
-        loss_sum, correct, seen = 0.0, 0, 0
+        score = LossAccuracy()
+        weights = self._shard_weights(loader, epoch)
         t_start = last_update = time.perf_counter()
         bar = tqdm(
             total=len(loader), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
@@ -219,36 +254,34 @@ class Trainer:
         try:
             for b, (x, y) in enumerate(loader):
                 where = f"epoch {epoch + 1}, batch {b + 1}/{len(loader)}"
-                self.check_batch_finite(x, loader, "training", where)
+                batch_ok = self.comm.size == 1 or batch_is_finite(x)
+                if self.comm.size == 1:
+                    self.check_batch_finite(x, loader, "training", where)
                 self.optimizer.zero_grad()
-                logits = self._forward(x)
+                logits = forward(self.model, x, self.time_steps)
                 loss = self.loss_fn(logits, y)
                 value = float(loss.item())
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"loss became {value} at epoch {epoch + 1}, batch {b + 1}/{len(loader)}; "
-                        + self._kept_message()
-                    )
-                loss.backward()
+                self._agree_finite(batch_ok, value, x, loader, where)
+                weight = weights[b] if b < len(weights) else 1.0
+                # unequal shards (a remainder batch): weigh the loss, so that synchronized BN's backward
+                # and the average give the gradient of the global batch's mean loss
+                (loss if weight == 1.0 else loss * weight).backward()
+                if self.parallel is not None:  # before clipping: every rank clips the same gradient
+                    self.parallel.average_gradients()
                 if self.grad_clip is not None:
-                    from tinyspike.optim import clip_grad_norm_
-
                     clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 self.optimizer.step()
                 self.check_model_finite(f"after the optimizer step of {where}")
                 if self.schedule is not None and self.schedule_per == "iteration":
                     self.schedule.step()
-                n = int(y.shape[0])
-                loss_sum += value * n
-                correct += int((logits.data.argmax(axis=1) == y).sum().item())  # .item(): explicit sync
-                seen += n
+                score.add(value, logits, y)
                 bar.update(1)
                 now = time.perf_counter()
                 if self.progress and (now - last_update > 0.5 or b + 1 == len(loader)):
                     last_update = now
                     postfix = OrderedDict(
-                        loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%",
-                        img_s=f"{seen / (now - t_start):.0f}", lr=f"{self.current_lr():.4g}",
+                        loss=f"{score.loss:.4f}", acc=f"{100 * score.accuracy:.1f}%",
+                        img_s=f"{score.seen / (now - t_start):.0f}", lr=f"{self.current_lr():.4g}",
                     )
                     if self.monitor is not None:
                         postfix["fr"] = f"{self.monitor.mean_rate():.3f}"
@@ -257,35 +290,76 @@ class Trainer:
             bar.close()
         if self.schedule is not None and self.schedule_per == "epoch":
             self.schedule.step()
-        result = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
+        result = self._summed(score).as_dict()
         if self.monitor is not None:
-            result["firing_rate"] = _finite_or_none(self.monitor.mean_rate())
+            result["firing_rate"] = _finite_or_none(self._firing()[0])
         return result
+
+    # ---- over the ranks ------------------------------------------------------------------------
+    def _shard_weights(self, loader, epoch: int) -> list[float]:
+        """Per step, this rank's loss weight W·n_r/n (1 for equal shards; see GradientReducer.average_)."""
+        if self.comm.size == 1 or not hasattr(loader, "global_batch_sizes"):
+            return []
+        return [self.comm.size * len(idx) / total
+                for idx, total in zip(loader.batch_indices(epoch), loader.global_batch_sizes(epoch))]
+
+    def _agree_finite(self, batch_ok: bool, value: float, x, loader, where: str) -> None:
+        """Raise the NaN errors on every rank when any rank saw a NaN batch or loss (one flag each)."""
+        bad_batch, bad_loss = (not batch_ok), (not math.isfinite(value))
+        if self.comm.size > 1:
+            bad_batch, bad_loss = (v > 0 for v in distributed.allreduce_numbers([bad_batch, bad_loss], self.comm))
+            if bad_batch:
+                if not batch_ok:
+                    self.check_batch_finite(x, loader, "training", where)
+                raise NonFiniteError(f"the training data of another rank holds NaN or infinite input values in "
+                                     f"{where}; " + self._kept_message())
+        if bad_loss:
+            shown = value if not math.isfinite(value) else "NaN or infinite on another rank"
+            raise NonFiniteLossError(f"loss became {shown} at {where}; " + self._kept_message())
+
+    def _summed(self, score: LossAccuracy) -> LossAccuracy:
+        """The loss, correct and seen sums over all ranks (the score of the whole data)."""
+        if self.comm.size == 1:
+            return score
+        total = LossAccuracy()
+        total.loss_sum, correct, seen = distributed.allreduce_numbers([score.loss_sum, score.correct, score.seen], self.comm)
+        total.correct, total.seen = int(round(correct)), int(round(seen))
+        return total
+
+    def _firing(self):
+        """(mean rate, {layer: rate}) from the spike counts of all ranks (summed, then divided)."""
+        counts = self.monitor.spike_counts()
+        if self.comm.size > 1:
+            flat = distributed.allreduce_numbers([v for pair in counts.values() for v in pair], self.comm)
+            counts = {name: (flat[2 * i], flat[2 * i + 1]) for i, name in enumerate(counts)}
+        rates = {name: (s / c if c else float("nan")) for name, (s, c) in counts.items()}
+        spikes, total = sum(s for s, _ in counts.values()), sum(c for _, c in counts.values())
+        return (spikes / total if total else float("nan")), rates
 
     def evaluate(self, loader=None) -> dict:
         """Loss, accuracy and firing rates (mean and per LIF layer) on ``loader`` (default: eval)."""
         loader = self.eval_loader if loader is None else loader
-        was_training = self.model.training
-        self.model.eval()
         if self.monitor is not None:
             self.monitor.reset()
-        loss_sum, correct, seen = 0.0, 0, 0
         self.check_model_finite("before evaluation")
+
+        def check_batch(x, index):
+            self.check_batch_finite(x, loader, "evaluation", f"batch {index + 1}/{len(loader)}")
+
+        failure = None
         try:
-            with no_grad():
-                for b, (x, y) in enumerate(loader):
-                    self.check_batch_finite(x, loader, "evaluation", f"batch {b + 1}/{len(loader)}")
-                    logits = self._forward(x)
-                    n = int(y.shape[0])
-                    loss_sum += float(self.loss_fn(logits, y).item()) * n
-                    correct += int((logits.data.argmax(axis=1) == y).sum().item())  # .item(): explicit sync
-                    seen += n
-        finally:
-            self.model.train(was_training)
-        result = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
+            # the shards may have different numbers of batches: no collective inside the loop
+            score = evaluate(self.model, loader, self.loss_fn, time_steps=self.time_steps, check_batch=check_batch)
+        except NonFiniteError as err:
+            if self.comm.size == 1:
+                raise
+            failure, score = err, LossAccuracy()
+        distributed.agree_on_failure(failure, self.comm, "the evaluation")
+        result = self._summed(score).as_dict()
         if self.monitor is not None:
-            result["firing_rate"] = _finite_or_none(self.monitor.mean_rate())
-            result["firing_rates"] = {k: _finite_or_none(v) for k, v in self.monitor.rates().items()}
+            mean, rates = self._firing()
+            result["firing_rate"] = _finite_or_none(mean)
+            result["firing_rates"] = {k: _finite_or_none(v) for k, v in rates.items()}
         return result
 
     # ---- NaN and infinity --------------------------------------------------------------------
@@ -324,15 +398,19 @@ class Trainer:
             return "stopped before any epoch finished, so there is no checkpoint"
         return "stopped"
 
-    def save(self, path) -> None:
-        """Write the full training state to ``path`` (atomically)."""
+    def save(self, path, rng_ranks: list | None = None) -> None:
+        """Write the full training state to ``path`` (atomically). ``rng_ranks``: every rank's
+        generator states (``gather_objects``); default this process's alone."""
+        rng_ranks = [capture_rng_states(self.model)] if rng_ranks is None else list(rng_ranks)
         meta = {
             "epoch": self.epoch,
             "epochs": self.epochs,
             "best_acc": self.best_acc,
             "best_epoch": self.best_epoch,
             "history": self.history,
-            "rng": capture_rng_states(self.model),
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks,
+            "world_size": len(rng_ranks),
             "config": self.config,
             "backend": backend.name(),
         }
@@ -355,12 +433,24 @@ class Trainer:
                 message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
                 raise type(err)(f"checkpoint {str(path)!r} does not fit this run's {what}: {message}") from None
         meta = ckpt["meta"]
-        restore_rng_states(self.model, meta.get("rng", {}))
+        saved = meta.get("rng_ranks") or [meta.get("rng", {})]
+        rank = self.comm.rank
+        if rank < len(saved):
+            restore_rng_states(self.model, saved[rank])
+        else:  # more ranks than the run had: derive this rank's stream (see the module docstring)
+            seed_rank_generator(self.config.get("seed", 0), int(meta["epoch"]), rank)
         self.epoch = int(meta["epoch"])
         self.best_acc = meta.get("best_acc")
         self.best_epoch = meta.get("best_epoch")
         self.history = list(meta.get("history", []))
         return meta
+
+
+def seed_rank_generator(seed, epoch: int, rank: int) -> None:
+    """Seed the backend generator of rank ``rank`` > 0 from (seed, epoch, rank), independently of
+    the other ranks' (a fresh rank, or one beyond the saved ones on a resume with more ranks)."""
+    entropy = np.random.SeedSequence([int(seed), int(epoch), int(rank)]).generate_state(1)[0]
+    backend.seed(int(entropy))
 
 
 def _finite_or_none(v):

@@ -16,8 +16,9 @@ windows, no float64 atomics, and a *fixed* summation order, hence deterministic 
 are added in (a, b) row-major order starting from 0, the order in which the reference adds its
 shifted slices, so col2im equals the reference bit for bit too.
 
-conv2d_forward / conv2d_backward: the reference's algorithm (see ``kernels.reference.conv``) with
-these kernels and ``cupy.matmul`` (cuBLAS). TF32: CuPy uses TF32 tensor cores for float32 matmul
+conv2d_forward / conv2d_backward: the reference's driver itself (``conv2d_forward_with``,
+``conv2d_backward_with`` in ``kernels.reference.conv``) given these kernels; its matrix products
+on CuPy arrays are ``cupy.matmul`` (cuBLAS). TF32: CuPy uses TF32 tensor cores for float32 matmul
 only when the environment variable ``CUPY_TF32=1`` is set (default 0, full float32 precision); we
 do not set it, so float32 convolutions keep a 24-bit mantissa (``tests/test_gpu.py`` checks it).
 
@@ -31,11 +32,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from tinyspike.kernels.cuda.launch import launch
 from tinyspike.kernels.reference import conv as reference
-from tinyspike.kernels.reference.conv import output_size, pack_binary  # noqa: F401 (re-export)
-
-BLOCK = 256
-MAX_BLOCKS = 65535 * 8  # the grid-stride loops cover any size beyond
+from tinyspike.kernels.reference.conv import output_size, pack_spikes  # noqa: F401 (re-export: the reference runs on CuPy)
 _C_TYPES = {
     np.dtype(np.float32): "float",
     np.dtype(np.float64): "double",
@@ -132,11 +131,6 @@ def _kernel(kind: str, *dtypes: str):
     return cupy.RawKernel(source, kind)
 
 
-def _launch(kernel, total: int, args) -> None:
-    blocks = max(1, min((total + BLOCK - 1) // BLOCK, MAX_BLOCKS))
-    kernel((blocks,), (BLOCK,), args)
-
-
 def _geometry(n, c, h, w, kh, kw, stride, padding, oh, ow):
     return tuple(np.int32(v) for v in (n, c, h, w, kh, kw, stride[0], stride[1], padding[0], padding[1], oh, ow))
 
@@ -157,7 +151,7 @@ def im2col(x, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=None):
         raise ValueError(f"im2col: out must be a C-contiguous array of shape {shape}, got {tuple(out.shape)}")
     if out.size:
         x = cupy.ascontiguousarray(x)
-        _launch(_kernel("im2col", x.dtype.str, out_dtype.str), out.size,
+        launch(_kernel("im2col", x.dtype.str, out_dtype.str), out.size,
                 (x, out) + _geometry(n, c, h, w, kh, kw, stride, padding, oh, ow))
     return out
 
@@ -176,7 +170,7 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
     direct = out is not None and out.dtype == cols.dtype and out.flags.c_contiguous and tuple(out.shape) == tuple(x_shape)
     result = out if direct else cupy.empty(tuple(x_shape), dtype=cols.dtype)
     if result.size:
-        _launch(_kernel("col2im", cols.dtype.str), result.size,
+        launch(_kernel("col2im", cols.dtype.str), result.size,
                 (cols, result) + _geometry(n, c, h, w, kh, kw, stride, padding, oh, ow))
     if out is None or direct:
         return result
@@ -184,40 +178,11 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
     return out
 
 
-def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
-    """y [N, O, OH, OW]: ``weight.reshape(O, C·kh·kw) @ im2col(x)`` on cuBLAS; see the reference."""
-    import cupy
-
-    o, c, kh, kw = weight.shape
-    n, _, h, w = x.shape
-    oh, ow = output_size(h, kh, stride[0], padding[0]), output_size(w, kw, stride[1], padding[1])
-    cols = cupy.empty((c * kh * kw, n * oh * ow), dtype=weight.dtype)
-    im2col(x, kh, kw, stride, padding, out=cols)
-    y2 = cupy.matmul(weight.reshape(o, c * kh * kw), cols)
-    del cols  # the largest buffer of the layer: give it back to the pool before the transpose
-    y = y2.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
-    if bias is not None:
-        y = y + bias.reshape(1, o, 1, 1)
-    y = cupy.ascontiguousarray(y)
-    return (y, pack_binary(x)) if pack else y
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=None):
+    """``(y, not_binary)``: ``weight.reshape(O, C·kh·kw) @ im2col(x)`` on cuBLAS; see the reference."""
+    return reference.conv2d_forward_with(im2col, x, weight, bias, stride, padding, spikes_out)
 
 
 def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
     """(dx, dW, db): ``dW = (cols · Gᵀ)ᵀ``, ``dx = col2im(W₂ᵀ · G)``, ``db = Σ G``; see the reference."""
-    import cupy
-
-    o, c, kh, kw = w_shape
-    need_x, need_w, need_b = needs
-    g2 = cupy.ascontiguousarray(grad_y.transpose(1, 0, 2, 3)).reshape(o, -1)
-    grad_x = grad_w = grad_b = None
-    if need_w:
-        cols = cupy.empty((c * kh * kw, g2.shape[1]), dtype=grad_y.dtype)
-        im2col(x, kh, kw, stride, padding, out=cols)
-        grad_w = cupy.ascontiguousarray(cupy.matmul(cols, g2.T).T).reshape(w_shape)
-        del cols
-    if need_x:
-        dcols = cupy.matmul(weight.reshape(o, c * kh * kw).T, g2)
-        grad_x = col2im(dcols, x_shape, kh, kw, stride, padding)
-    if need_b:
-        grad_b = grad_y.sum(axis=(0, 2, 3))
-    return grad_x, grad_w, grad_b
+    return reference.conv2d_backward_with(im2col, col2im, grad_y, x, weight, stride, padding, needs, x_shape, w_shape)

@@ -18,51 +18,33 @@ and smooth call ``tanh``, whose CUDA and NumPy versions may differ by an ulp or 
 
 What runs where:
 
-- float32 and float64, every built-in surrogate (rectangular, triangle, sigmoid, atan,
-  fast_sigmoid, smooth; the kernel source is generated with the surrogate's formula), both
-  ``detach_reset`` values: CUDA;
-- any other dtype (float16, ...) or a user-defined surrogate (a subclass living outside
-  ``tinyspike.functional.surrogate``, whose ``grad`` is Python array code): the reference kernel,
-  which runs on CuPy arrays too.
+- float32 and float64, every surrogate with CUDA forms (``fast_forms()``: every built-in one;
+  the kernel source is generated with the surrogate's own ``cuda_spike``/``cuda_grad`` bodies),
+  both ``detach_reset`` values: CUDA;
+- any other dtype (float16, ...) or a surrogate without CUDA forms (a user's class whose ``grad``
+  is only Python array code): the reference kernel, which runs on CuPy arrays too.
 """
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
 
+from tinyspike.kernels.cuda.launch import launch
 from tinyspike.kernels.reference import lif as reference
-from tinyspike.kernels.reference.lif import is_builtin_surrogate, saves_codes  # noqa: F401 (re-export: same decision)
+from tinyspike.kernels.reference.lif import MASK_BIT, SPIKE_BIT, saves_codes
 
-BLOCK = 256
 COMPILE_OPTIONS = ("--fmad=false",)  # see "Exactness" above
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-
-# Per surrogate: (spike(d, c0, c1) body, grad(d, c0, c1) body). c0, c1 are host-computed constants
-# (see _constants), so the device code does exactly the reference's arithmetic.
-_HEAVISIDE = "return d > (real)0 ? (real)1 : (real)0;"
-_SIGMOID = "real sig = (real)0.5 * tanh((real)0.5 * (c0 * d)) + (real)0.5;"
-_SURROGATES = {
-    # (|d| < a/2) · (1/a); c0 = a/2, c1 = 1/a
-    "rectangular": (_HEAVISIDE, "return (fabs(d) < c0 ? (real)1 : (real)0) * c1;"),
-    # max(0, 1 - |d|·(1/a)) · (1/a); c0 = 1/a. Not fmax: np.maximum propagates NaN, fmax drops it
-    "triangle": (_HEAVISIDE, "real m = (real)1 - fabs(d) * c0; return (m < (real)0 ? (real)0 : m) * c0;"),
-    # α σ(αd)(1 - σ(αd)) with σ(z) = 0.5·tanh(z/2) + 0.5; c0 = α
-    "sigmoid": (_HEAVISIDE, _SIGMOID + " return c0 * sig * ((real)1 - sig);"),
-    # (α/2) / (1 + z²), z = (π/2·α)·d; c0 = π/2·α, c1 = α/2
-    "atan": (_HEAVISIDE, "real z = c0 * d; return c1 / ((real)1 + z * z);"),
-    # 1 / (1 + α|d|)²; c0 = α
-    "fast_sigmoid": (_HEAVISIDE, "real z = (real)1 + c0 * fabs(d); return (real)1 / (z * z);"),
-    # spike = σ(αd) too (not binary); c0 = α
-    "smooth": (_SIGMOID + " return sig;", _SIGMOID + " return c0 * sig * ((real)1 - sig);"),
-}
-SURROGATE_NAMES = tuple(_SURROGATES)
 
 _TEMPLATE = r"""
 typedef __C_TYPE__ real;
 
+#define SPIKE_BIT __SPIKE_BIT__
+#define MASK_BIT __MASK_BIT__
+
+// The surrogate's own bodies (its cuda_spike and cuda_grad); c0, c1 = its constants().
 __device__ __forceinline__ real spike_fn(real d, real c0, real c1) { __SPIKE__ }
 __device__ __forceinline__ real grad_fn(real d, real c0, real c1) { __GRAD__ }
 
@@ -73,19 +55,19 @@ extern "C" __global__ void lif_forward_codes(const real* __restrict__ x, real* _
          i += (long long)gridDim.x * blockDim.x) {
         real carry = (real)0;  // tau * u[t-1] * (1 - s[t-1]); 0 before the first step
         for (int t = 0; t < steps; ++t) {
-            long long k = (long long)t * n + i;
-            real u = carry + x[k];
+            long long at = (long long)t * n + i;  // neuron i at step t
+            real u = carry + x[at];
             real d = u - vth;
             bool fire = d > (real)0;  // strict: u == V_th does not fire
             real s = fire ? (real)1 : (real)0;
-            spikes[k] = s;
-            codes[k] = (unsigned char)((fire ? 1 : 0) + (fabs(d) < half ? 2 : 0));
+            spikes[at] = s;
+            codes[at] = (unsigned char)((fire ? SPIKE_BIT : 0) + (fabs(d) < half ? MASK_BIT : 0));
             carry = tau * u * ((real)1 - s);
         }
     }
 }
 
-// Backward from the codes: s = bit 0, surrogate = bit 1 times 1/a; the carry is g_u[t+1].
+// Backward from the codes: s = SPIKE_BIT, surrogate = MASK_BIT times 1/a; the carry is g_u[t+1].
 extern "C" __global__ void lif_backward_codes(const real* __restrict__ grad_spikes,
         const unsigned char* __restrict__ codes, real* __restrict__ grad_x, long long n, int steps,
         real tau, real inv_width) {
@@ -93,30 +75,30 @@ extern "C" __global__ void lif_backward_codes(const real* __restrict__ grad_spik
          i += (long long)gridDim.x * blockDim.x) {
         real g_next = (real)0;  // g_u[t+1]; 0 after the last step
         for (int t = steps - 1; t >= 0; --t) {
-            long long k = (long long)t * n + i;
-            unsigned char code = codes[k];
-            real s = (real)(code & 1);
-            real sg = (real)(code >> 1) * inv_width;
+            long long at = (long long)t * n + i;  // neuron i at step t
+            unsigned char code = codes[at];
+            real s = (code & SPIKE_BIT) ? (real)1 : (real)0;
+            real sg = (code & MASK_BIT) ? inv_width : (real)0;
             real g_tau = g_next * tau;
-            real g = grad_spikes[k] * sg + g_tau * ((real)1 - s);
-            grad_x[k] = g;
+            real g = grad_spikes[at] * sg + g_tau * ((real)1 - s);
+            grad_x[at] = g;
             g_next = g;
         }
     }
 }
 
-// Forward, any built-in surrogate: saves the membrane u (before reset) itself.
+// Forward, any surrogate with CUDA forms: saves the membrane u (before reset) itself.
 extern "C" __global__ void lif_forward_u(const real* __restrict__ x, real* __restrict__ spikes,
         real* __restrict__ saved_u, long long n, int steps, real tau, real vth, real c0, real c1) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
         real carry = (real)0;
         for (int t = 0; t < steps; ++t) {
-            long long k = (long long)t * n + i;
-            real u = carry + x[k];
+            long long at = (long long)t * n + i;  // neuron i at step t
+            real u = carry + x[at];
             real s = spike_fn(u - vth, c0, c1);
-            spikes[k] = s;
-            saved_u[k] = u;
+            spikes[at] = s;
+            saved_u[at] = u;
             carry = tau * u * ((real)1 - s);
         }
     }
@@ -130,15 +112,15 @@ extern "C" __global__ void lif_backward_u(const real* __restrict__ grad_spikes,
          i += (long long)gridDim.x * blockDim.x) {
         real g_next = (real)0;
         for (int t = steps - 1; t >= 0; --t) {
-            long long k = (long long)t * n + i;
-            real u = saved_u[k];
+            long long at = (long long)t * n + i;  // neuron i at step t
+            real u = saved_u[at];
             real d = u - vth;
             real s = spike_fn(d, c0, c1);
             real sg = grad_fn(d, c0, c1);
             real g_tau = g_next * tau;
-            real g = grad_spikes[k] * sg + g_tau * ((real)1 - s);
+            real g = grad_spikes[at] * sg + g_tau * ((real)1 - s);
             if (!detach_reset) g = g - g_tau * u * sg;
-            grad_x[k] = g;
+            grad_x[at] = g;
             g_next = g;
         }
     }
@@ -146,54 +128,50 @@ extern "C" __global__ void lif_backward_u(const real* __restrict__ grad_spikes,
 """
 
 
-def lif_source(dtype, surrogate_name: str) -> str:
-    """The CUDA source of the four LIF kernels for one dtype and one built-in surrogate."""
+def lif_source(dtype, surrogate) -> str:
+    """The CUDA source of the four LIF kernels for one dtype and one surrogate with CUDA forms."""
     dtype = np.dtype(dtype)
     if dtype not in _C_TYPES:
         raise TypeError(f"CUDA LIF kernels support float32 and float64, got {dtype}")
-    if surrogate_name not in _SURROGATES:
-        raise ValueError(f"no CUDA LIF kernel for surrogate {surrogate_name!r}; known: {SURROGATE_NAMES}")
-    spike_body, grad_body = _SURROGATES[surrogate_name]
+    forms = surrogate.fast_forms()
+    if forms is None:
+        raise ValueError(f"no CUDA LIF kernel for surrogate {surrogate!r}: it has no CUDA forms (fast_forms())")
+    return _source(dtype, forms.cuda_spike, forms.cuda_grad)
+
+
+def _source(dtype, cuda_spike: str, cuda_grad: str) -> str:
     return (
-        _TEMPLATE.replace("__C_TYPE__", _C_TYPES[dtype])
-        .replace("__SPIKE__", spike_body)
-        .replace("__GRAD__", grad_body)
+        _TEMPLATE.replace("__C_TYPE__", _C_TYPES[np.dtype(dtype)])
+        .replace("__SPIKE_BIT__", str(SPIKE_BIT))
+        .replace("__MASK_BIT__", str(MASK_BIT))
+        .replace("__SPIKE__", cuda_spike)
+        .replace("__GRAD__", cuda_grad)
     )
 
 
 def _constants(surrogate, dtype):
-    """(c0, c1) for the generated grad/spike functions, rounded to dtype as the reference does."""
-    p, cast = surrogate.param, dtype.type
-    if surrogate.name == "rectangular":
-        return cast(p / 2), cast(1.0 / p)
-    if surrogate.name == "triangle":
-        return cast(1.0 / p), cast(0)
-    if surrogate.name == "atan":
-        return cast(math.pi / 2 * p), cast(p / 2)
-    return cast(p), cast(0)  # sigmoid, fast_sigmoid, smooth: α
+    """(c0, c1) for the surrogate's CUDA bodies, rounded to dtype as the reference rounds them."""
+    c0, c1 = surrogate.constants()
+    return dtype.type(c0), dtype.type(c1)
 
 
 @lru_cache(maxsize=None)
-def _module(dtype_str: str, surrogate_name: str):
+def _module(dtype_str: str, cuda_spike: str, cuda_grad: str):
     import cupy  # only on the CuPy backend: this module must import without CuPy (nvcc tests)
 
-    return cupy.RawModule(code=lif_source(dtype_str, surrogate_name), options=COMPILE_OPTIONS)
+    return cupy.RawModule(code=_source(dtype_str, cuda_spike, cuda_grad), options=COMPILE_OPTIONS)
 
 
-@lru_cache(maxsize=None)
-def _function(dtype_str: str, surrogate_name: str, kernel_name: str):
-    """A kernel of the (compiled once, cached) module; NVRTC runs on the first call per source."""
-    return _module(dtype_str, surrogate_name).get_function(kernel_name)
+def _function(dtype, surrogate, kernel_name: str):
+    """A kernel of the (compiled once per source, cached) module; NVRTC runs on the first call."""
+    forms = surrogate.fast_forms()
+    # Keyed by the CUDA bodies: every width or α of one surrogate shares one module (c0, c1 are arguments).
+    return _module(dtype.str, forms.cuda_spike, forms.cuda_grad).get_function(kernel_name)
 
 
 def _native(surrogate, dtype) -> bool:
     """True when a CUDA kernel covers this call (else the reference kernel runs, on CuPy arrays)."""
-    return is_builtin_surrogate(surrogate) and surrogate.name in _SURROGATES and np.dtype(dtype) in _C_TYPES
-
-
-def _launch(kernel, n: int, args) -> None:
-    blocks = max(1, min((n + BLOCK - 1) // BLOCK, 65535 * 8))  # grid-stride loop covers the rest
-    kernel((blocks,), (BLOCK,), args)
+    return surrogate.fast_forms() is not None and np.dtype(dtype) in _C_TYPES
 
 
 def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = True):
@@ -208,19 +186,17 @@ def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = Tr
     n = x.size // steps if steps else 0
     spikes = cupy.empty_like(x)
     tau, vth = dtype.type(decay), dtype.type(v_th)
+    codes = saves_codes(surrogate, detach_reset)
+    saved = cupy.empty(x.shape, dtype=cupy.uint8) if codes else cupy.empty_like(x)
     if n == 0:
-        saved = cupy.empty(x.shape, dtype=cupy.uint8 if saves_codes(surrogate, detach_reset) else dtype)
         return spikes, saved
-    if saves_codes(surrogate, detach_reset):
-        saved = cupy.empty(x.shape, dtype=cupy.uint8)
-        half = dtype.type(surrogate.param / 2)
-        _launch(_function(dtype.str, surrogate.name, "lif_forward_codes"), n,
-                (x, spikes, saved, np.int64(n), np.int32(steps), tau, vth, half))
+    c0, c1 = _constants(surrogate, dtype)
+    if codes:  # c0 = a/2, the half-width of the window
+        launch(_function(dtype, surrogate, "lif_forward_codes"), n,
+               (x, spikes, saved, np.int64(n), np.int32(steps), tau, vth, c0))
     else:
-        saved = cupy.empty_like(x)
-        c0, c1 = _constants(surrogate, dtype)
-        _launch(_function(dtype.str, surrogate.name, "lif_forward_u"), n,
-                (x, spikes, saved, np.int64(n), np.int32(steps), tau, vth, c0, c1))
+        launch(_function(dtype, surrogate, "lif_forward_u"), n,
+               (x, spikes, saved, np.int64(n), np.int32(steps), tau, vth, c0, c1))
     return spikes, saved
 
 
@@ -241,15 +217,14 @@ def lif_backward(grad_spikes, saved, v_th: float, decay: float, surrogate, detac
     if n == 0:
         return grad_x
     tau, vth = dtype.type(decay), dtype.type(v_th)
-    if saved.dtype == cupy.uint8:
-        inv_width = dtype.type(1.0 / surrogate.param)
-        _launch(_function(dtype.str, surrogate.name, "lif_backward_codes"), n,
-                (grad_spikes, saved, grad_x, np.int64(n), np.int32(steps), tau, inv_width))
+    c0, c1 = _constants(surrogate, dtype)
+    if saved.dtype == cupy.uint8:  # c1 = 1/a, the surrogate on the window
+        launch(_function(dtype, surrogate, "lif_backward_codes"), n,
+               (grad_spikes, saved, grad_x, np.int64(n), np.int32(steps), tau, c1))
     else:
         if saved.dtype != dtype:
             raise TypeError(f"lif_backward: saved u has dtype {saved.dtype}, grad_spikes {dtype}")
-        c0, c1 = _constants(surrogate, dtype)
-        _launch(_function(dtype.str, surrogate.name, "lif_backward_u"), n,
-                (grad_spikes, saved, grad_x, np.int64(n), np.int32(steps), tau, vth, c0, c1,
-                 np.int32(bool(detach_reset))))
+        launch(_function(dtype, surrogate, "lif_backward_u"), n,
+               (grad_spikes, saved, grad_x, np.int64(n), np.int32(steps), tau, vth, c0, c1,
+                np.int32(bool(detach_reset))))
     return grad_x

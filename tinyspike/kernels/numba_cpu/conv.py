@@ -338,12 +338,12 @@ def _geometry(x_shape, w_shape, stride, padding):
     return n, c, o, kh, kw, oh, ow, h + 2 * padding[0], w + 2 * padding[1]
 
 
-def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
-    """y [N, O, OH, OW] = conv of x [N, C, H, W] (float, or bool/uint8 spikes) with weight [O, C, kh, kw].
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=None):
+    """``(y, not_binary)``: y [N, O, OH, OW] = conv of x [N, C, H, W] (float, or bool/uint8 spikes) with weight [O, C, kh, kw].
 
     Same maths and arguments as ``kernels.reference.conv.conv2d_forward`` (y = W·cols + b),
-    chunked; y has weight's dtype. With ``pack`` the bool copy of x is written while each chunk
-    of x is in cache anyway (no second pass over x).
+    chunked; y has weight's dtype. With ``spikes_out`` the bool copy of x is written while each
+    chunk of x is in cache anyway (no second pass over x).
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x.shape, weight.shape, stride, padding)
@@ -354,7 +354,7 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
     bias = np.ascontiguousarray(bias) if has_bias else np.zeros(0, dtype)
     y = np.empty((n, o, oh, ow), dtype=dtype)
     y3 = y.reshape(n, o, positions)
-    packed = np.empty(x.shape, dtype=np.bool_) if pack else None
+    pack = spikes_out is not None
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
@@ -368,16 +368,13 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
             cols = cols_buffer[: k * m * positions].reshape(k, m * positions)
             _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols.reshape(k, m, oh, ow))
             if pack:
-                not_binary += _pack_chunk(x, n0, m, packed)
+                not_binary += _pack_chunk(x, n0, m, spikes_out)
             y2 = y2_buffer[: o * m * positions].reshape(o, m * positions)
             np.matmul(w2, cols, out=y2)
             _scatter_output(y2.reshape(o, m, positions), bias, has_bias, n0, y3)
         return not_binary
 
-    not_binary = sum(_run_chunks(n, per_chunk, work))
-    if pack:
-        return y, (packed if not_binary == 0 else None)
-    return y
+    return y, int(sum(_run_chunks(n, per_chunk, work)))
 
 
 def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
@@ -427,20 +424,16 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
 
 
 @njit(parallel=True, cache=True)
-def _pack_binary(x, out):
+def _pack_spikes(x, out):
     """out = (x != 0); returns how many values were neither 0 nor 1."""
-    bad = 0
+    not_binary = 0
     for i in prange(x.shape[0]):
         value = x[i]
-        bad += (value != 0) & (value != 1)
+        not_binary += (value != 0) & (value != 1)
         out[i] = value != 0
-    return bad
+    return not_binary
 
 
-def pack_binary(x):
-    """x as a bool array, or None if it holds a value other than 0 and 1 (see the reference)."""
-    x = np.ascontiguousarray(x)
-    out = np.empty(x.shape, dtype=np.bool_)
-    if _pack_binary(x.reshape(-1), out.reshape(-1)) != 0:
-        return None
-    return out
+def pack_spikes(x, out) -> int:
+    """out = (x != 0) as bool; returns how many values of x were neither 0 nor 1 (see the reference)."""
+    return int(_pack_spikes(np.ascontiguousarray(x).reshape(-1), out.reshape(-1)))

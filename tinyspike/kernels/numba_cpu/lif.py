@@ -9,164 +9,140 @@ Read the reference first; this file only changes *how* the loops run:
   the 2-core CI machine (benchmarks/README.md): faster than both "time outer, prange over all
   neurons" (the carried state then goes through memory every step) and "prange over neurons,
   time inner" (strided by N at every step).
-- Surrogates are numbered (``KINDS``) because compiled code cannot call the Python objects. A
-  surrogate this file does not know (a user's own class) falls back to the reference kernel.
-- Every constant arrives in x's dtype (the ``Constants`` tuple): a bare Python float in Numba is a
-  float64 and would silently turn float32 arithmetic into float64 and break the equality with the
-  reference, which is exact for the rectangular surrogate (same operations, same order, no
-  fastmath) and within float rounding for the others (``tanh`` may differ in the last bit).
+- The surrogate brings its own formula: ``fast_forms()`` gives plain-Python scalar functions
+  (``scalar_spike``, ``scalar_grad``), which ``_membrane_kernels`` compiles into one pair of
+  kernels per surrogate class (made once, cached on disk by Numba like the rest). A surrogate
+  without them (a user's class with only an array ``grad``) runs the reference kernel.
+- Every constant arrives in x's dtype (``ScalarConstants``, and V_th, τ cast on the host): a
+  bare Python float in Numba is a float64 and would silently turn float32 arithmetic into
+  float64 and break the equality with the reference, which is exact for the rectangular
+  surrogate (same operations, same order, no fastmath) and within float rounding for the
+  others (``tanh`` may differ in the last bit).
 """
 
 from __future__ import annotations
 
-import math
-from collections import namedtuple
+from functools import lru_cache
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from tinyspike.kernels.reference import lif as _reference
-from tinyspike.kernels.reference.lif import MASK_BIT, SPIKE_BIT, is_builtin_surrogate, saves_codes
+from tinyspike.kernels.reference.lif import MASK_BIT, SPIKE_BIT, saves_codes
 
 CHUNK = 4096  # neurons per task: carried state (4096 × 4 B) stays in L1/L2, enough tasks to balance
 
-KINDS = {"rectangular": 0, "triangle": 1, "sigmoid": 2, "atan": 3, "fast_sigmoid": 4, "smooth": 5}
-_RECTANGULAR, _TRIANGLE, _SIGMOID, _ATAN, _FAST_SIGMOID, _SMOOTH = range(6)
 
-Constants = namedtuple("Constants", "vth tau p half_p inv_p atan_k zero half one")
+def _scalar_constants(dtype, surrogate):
+    """``ScalarConstants`` (c0, c1, 0, 1/2, 1) in ``dtype``, as the surrogate's forms read them."""
+    from tinyspike.functional.surrogate import ScalarConstants  # the type only; kernels sit below functional
 
-
-def _constants(dtype, v_th, decay, surrogate) -> Constants:
-    p = surrogate.param
-    c = dtype.type
-    return Constants(c(v_th), c(decay), c(p), c(p / 2), c(1.0 / p), c(math.pi / 2 * p), c(0.0), c(0.5), c(1.0))
+    c0, c1 = surrogate.constants()
+    cast = dtype.type
+    return ScalarConstants(cast(c0), cast(c1), cast(0.0), cast(0.5), cast(1.0))
 
 
-@njit(inline="always", cache=True)
-def _sigmoid(z, k):
-    return k.half * np.tanh(k.half * z) + k.half
-
-
-@njit(inline="always", cache=True)
-def _spike(kind, d, k):
-    if kind == _SMOOTH:
-        return _sigmoid(k.p * d, k)
-    return k.one if d > k.zero else k.zero
-
-
-@njit(inline="always", cache=True)
-def _surrogate_grad(kind, d, k):
-    if kind == _RECTANGULAR:
-        return k.inv_p if abs(d) < k.half_p else k.zero
-    if kind == _TRIANGLE:
-        return max(k.zero, k.one - abs(d) * k.inv_p) * k.inv_p
-    if kind == _SIGMOID or kind == _SMOOTH:
-        sig = _sigmoid(k.p * d, k)
-        return k.p * sig * (k.one - sig)
-    if kind == _ATAN:
-        z = k.atan_k * d
-        return k.half_p / (k.one + z * z)
-    z = k.one + k.p * abs(d)  # fast_sigmoid
-    return k.one / (z * z)
-
-
-# One time step for one chunk of neurons: 1-D contiguous slices, a loop LLVM vectorises.
-
-
-@njit(inline="always", cache=True)
-def _forward_codes_step(x, carry, spikes, codes, k):
-    for j in range(x.size):
-        u = carry[j] + x[j]
-        d = u - k.vth
-        s = k.one if d > k.zero else k.zero
-        spikes[j] = s
-        codes[j] = (SPIKE_BIT if d > k.zero else 0) + (MASK_BIT if abs(d) < k.half_p else 0)
-        carry[j] = k.tau * u * (k.one - s)  # τ · u[t] · (1 - s[t]), for the next step
-
-
-@njit(inline="always", cache=True)
-def _forward_membrane_step(x, carry, spikes, membrane, kind, k):
-    for j in range(x.size):
-        u = carry[j] + x[j]
-        s = _spike(kind, u - k.vth, k)
-        spikes[j] = s
-        membrane[j] = u
-        carry[j] = k.tau * u * (k.one - s)
-
-
-@njit(inline="always", cache=True)
-def _backward_codes_step(grad_spikes, codes, g_next, grad_x, k):
-    for j in range(grad_spikes.size):
-        code = codes[j]
-        s = k.one if code & SPIKE_BIT else k.zero
-        sg = k.inv_p if code & MASK_BIT else k.zero
-        g = grad_spikes[j] * sg + g_next[j] * k.tau * (k.one - s)
-        grad_x[j] = g
-        g_next[j] = g  # g_u[t], the g_u[t+1] of the step before
-
-
-@njit(inline="always", cache=True)
-def _backward_membrane_step(grad_spikes, membrane, g_next, grad_x, kind, k, detach_reset):
-    for j in range(grad_spikes.size):
-        u = membrane[j]
-        d = u - k.vth
-        s = _spike(kind, d, k)
-        sg = _surrogate_grad(kind, d, k)
-        g_tau = g_next[j] * k.tau
-        g = grad_spikes[j] * sg + g_tau * (k.one - s)
-        if not detach_reset:
-            g = g - g_tau * u * sg
-        grad_x[j] = g
-        g_next[j] = g
-
-
-# The loops over chunks (parallel) and time (sequential, forward or backward in time).
+# ---- the 1-byte code path (rectangular surrogate, detach_reset): no surrogate call at all -------
+# One time step for one chunk of neurons is the inner loop over 1-D contiguous slices (LLVM
+# vectorises it); the chunks are shared between the cores (prange); time runs in between.
 
 
 @njit(parallel=True, cache=True)
-def _forward_codes(x, k, spikes, codes):
-    T, N = x.shape
-    for c in prange((N + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min((c + 1) * CHUNK, N)
+def _forward_codes(x, vth, tau, const, spikes, codes):
+    steps, n = x.shape
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
         carry = np.zeros(hi - lo, dtype=x.dtype)  # τ · u[t-1] · (1 - s[t-1]); 0 before t = 0
-        for t in range(T):
-            _forward_codes_step(x[t, lo:hi], carry, spikes[t, lo:hi], codes[t, lo:hi], k)
+        for t in range(steps):
+            x_t, spikes_t, codes_t = x[t, lo:hi], spikes[t, lo:hi], codes[t, lo:hi]
+            for j in range(x_t.size):
+                u = carry[j] + x_t[j]
+                d = u - vth
+                s = const.one if d > const.zero else const.zero
+                spikes_t[j] = s
+                codes_t[j] = (SPIKE_BIT if d > const.zero else 0) + (MASK_BIT if abs(d) < const.c0 else 0)
+                carry[j] = tau * u * (const.one - s)  # τ · u[t] · (1 - s[t]), for the next step
 
 
 @njit(parallel=True, cache=True)
-def _forward_membrane(x, kind, k, spikes, membrane):
-    T, N = x.shape
-    for c in prange((N + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min((c + 1) * CHUNK, N)
-        carry = np.zeros(hi - lo, dtype=x.dtype)
-        for t in range(T):
-            _forward_membrane_step(x[t, lo:hi], carry, spikes[t, lo:hi], membrane[t, lo:hi], kind, k)
-
-
-@njit(parallel=True, cache=True)
-def _backward_codes(grad_spikes, codes, k, grad_x):
-    T, N = grad_spikes.shape
-    for c in prange((N + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min((c + 1) * CHUNK, N)
+def _backward_codes(grad_spikes, codes, tau, const, grad_x):
+    steps, n = grad_spikes.shape
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
         g_next = np.zeros(hi - lo, dtype=grad_spikes.dtype)  # g_u[t+1]; 0 after the last step
-        for t in range(T - 1, -1, -1):
-            _backward_codes_step(grad_spikes[t, lo:hi], codes[t, lo:hi], g_next, grad_x[t, lo:hi], k)
+        for t in range(steps - 1, -1, -1):
+            g_t, codes_t, grad_x_t = grad_spikes[t, lo:hi], codes[t, lo:hi], grad_x[t, lo:hi]
+            for j in range(g_t.size):
+                code = codes_t[j]
+                s = const.one if code & SPIKE_BIT else const.zero
+                sg = const.c1 if code & MASK_BIT else const.zero
+                g = g_t[j] * sg + g_next[j] * tau * (const.one - s)
+                grad_x_t[j] = g
+                g_next[j] = g  # g_u[t], the g_u[t+1] of the step before
 
 
-@njit(parallel=True, cache=True)
-def _backward_membrane(grad_spikes, membrane, kind, k, detach_reset, grad_x):
-    T, N = grad_spikes.shape
-    for c in prange((N + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min((c + 1) * CHUNK, N)
-        g_next = np.zeros(hi - lo, dtype=grad_spikes.dtype)
-        for t in range(T - 1, -1, -1):
-            _backward_membrane_step(
-                grad_spikes[t, lo:hi], membrane[t, lo:hi], g_next, grad_x[t, lo:hi], kind, k, detach_reset
-            )
+# ---- the membrane path: any surrogate with scalar forms, compiled into its own kernels ----------
+
+
+@lru_cache(maxsize=None)
+def _jitable(scalar_function):
+    """Let Numba compile calls to ``scalar_function`` (registered once: sigmoid and smooth share one)."""
+    return register_jitable(inline="always")(scalar_function)
+
+
+@lru_cache(maxsize=None)
+def _membrane_kernels(scalar_spike, scalar_grad):
+    """(forward, backward) kernels that save u, specialised on one surrogate's scalar functions.
+
+    Made once per pair of functions. They are closures over plain Python functions (registered with
+    ``register_jitable``, not jitted dispatchers): Numba keys its disk cache on the pickled closure,
+    which is stable for plain functions, so the kernels compile once per machine, not per process.
+    A direct call to a known function also inlines, where a first-class function argument would
+    not (measured: 3× slower, and never cached).
+    """
+    spike_fn, grad_fn = _jitable(scalar_spike), _jitable(scalar_grad)
+
+    @njit(parallel=True, cache=True)
+    def forward(x, vth, tau, const, spikes, membrane):
+        steps, n = x.shape
+        for chunk in prange((n + CHUNK - 1) // CHUNK):
+            lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
+            carry = np.zeros(hi - lo, dtype=x.dtype)
+            for t in range(steps):
+                x_t, spikes_t, membrane_t = x[t, lo:hi], spikes[t, lo:hi], membrane[t, lo:hi]
+                for j in range(x_t.size):
+                    u = carry[j] + x_t[j]
+                    s = spike_fn(u - vth, const)
+                    spikes_t[j] = s
+                    membrane_t[j] = u
+                    carry[j] = tau * u * (const.one - s)
+
+    @njit(parallel=True, cache=True)
+    def backward(grad_spikes, membrane, vth, tau, const, detach_reset, grad_x):
+        steps, n = grad_spikes.shape
+        for chunk in prange((n + CHUNK - 1) // CHUNK):
+            lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
+            g_next = np.zeros(hi - lo, dtype=grad_spikes.dtype)
+            for t in range(steps - 1, -1, -1):
+                g_t, membrane_t, grad_x_t = grad_spikes[t, lo:hi], membrane[t, lo:hi], grad_x[t, lo:hi]
+                for j in range(g_t.size):
+                    u = membrane_t[j]
+                    d = u - vth
+                    s = spike_fn(d, const)
+                    sg = grad_fn(d, const)
+                    g_tau = g_next[j] * tau
+                    g = g_t[j] * sg + g_tau * (const.one - s)
+                    if not detach_reset:
+                        g = g - g_tau * u * sg
+                    grad_x_t[j] = g
+                    g_next[j] = g
+
+    return forward, backward
 
 
 def _compiled(array, surrogate) -> bool:
-    return is_builtin_surrogate(surrogate) and surrogate.name in KINDS and array.dtype in (np.float32, np.float64)
+    return surrogate.fast_forms() is not None and array.dtype in (np.float32, np.float64)
 
 
 def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = True):
@@ -174,14 +150,16 @@ def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = Tr
     if not _compiled(x, surrogate):
         return _reference.lif_forward(x, v_th, decay, surrogate, detach_reset)
     x2 = np.ascontiguousarray(x).reshape(x.shape[0], -1)
-    k = _constants(x.dtype, v_th, decay, surrogate)
+    dtype = x.dtype
+    vth, tau, const = dtype.type(v_th), dtype.type(decay), _scalar_constants(dtype, surrogate)
     spikes = np.empty_like(x2)
     if saves_codes(surrogate, detach_reset):
         saved = np.empty(x2.shape, dtype=np.uint8)
-        _forward_codes(x2, k, spikes, saved)
+        _forward_codes(x2, vth, tau, const, spikes, saved)
     else:
+        forms = surrogate.fast_forms()
         saved = np.empty_like(x2)
-        _forward_membrane(x2, KINDS[surrogate.name], k, spikes, saved)
+        _membrane_kernels(forms.scalar_spike, forms.scalar_grad)[0](x2, vth, tau, const, spikes, saved)
     return spikes.reshape(x.shape), saved.reshape(x.shape)
 
 
@@ -189,13 +167,14 @@ def lif_backward(grad_spikes, saved, v_th: float, decay: float, surrogate, detac
     """As ``reference.lif.lif_backward``: ``∂L/∂x`` from ``∂L/∂s`` and the saved buffer."""
     if not _compiled(grad_spikes, surrogate):
         return _reference.lif_backward(grad_spikes, saved, v_th, decay, surrogate, detach_reset)
-    shape = grad_spikes.shape
+    shape, dtype = grad_spikes.shape, grad_spikes.dtype
     g2 = np.ascontiguousarray(grad_spikes).reshape(shape[0], -1)
     s2 = np.ascontiguousarray(saved).reshape(shape[0], -1)
-    k = _constants(grad_spikes.dtype, v_th, decay, surrogate)
+    vth, tau, const = dtype.type(v_th), dtype.type(decay), _scalar_constants(dtype, surrogate)
     grad_x = np.empty_like(g2)
     if saved.dtype == np.uint8:
-        _backward_codes(g2, s2, k, grad_x)
+        _backward_codes(g2, s2, tau, const, grad_x)
     else:
-        _backward_membrane(g2, s2, KINDS[surrogate.name], k, bool(detach_reset), grad_x)
+        forms = surrogate.fast_forms()
+        _membrane_kernels(forms.scalar_spike, forms.scalar_grad)[1](g2, s2, vth, tau, const, bool(detach_reset), grad_x)
     return grad_x.reshape(shape)

@@ -47,11 +47,11 @@ def _row_shifted_sums(x, shift):
     for r in prange(rows * channels):
         m = r // channels
         c = r - m * channels
-        k = shift[c]
+        channel_shift = shift[c]
         s1 = 0.0
         s2 = 0.0
         for j in range(length):
-            d = np.float64(x[m, c, j]) - k
+            d = np.float64(x[m, c, j]) - channel_shift
             s1 += d
             s2 += d * d
         sums[m, c] = s1
@@ -78,10 +78,10 @@ def _apply(x, scale, shift):
     for r in prange(rows * channels):
         m = r // channels
         c = r - m * channels
-        a = scale[c]
-        b = shift[c]
+        channel_scale = scale[c]
+        channel_shift = shift[c]
         for j in range(length):
-            y[m, c, j] = x[m, c, j] * a + b
+            y[m, c, j] = x[m, c, j] * channel_scale + channel_shift
     return y
 
 
@@ -117,22 +117,24 @@ def bn_backward_reduce(dy, x, mean):
 
 
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _backward_apply(dy, x, mean, a, b, c):
+def _backward_apply(dy, x, mean, g_scale, centred_scale, shift):
     rows, channels, length = x.shape
     dx = np.empty_like(x)
     for r in prange(rows * channels):
         m = r // channels
-        ch = r - m * channels
-        mu = mean[ch]
-        ka = a[ch]
-        kb = b[ch]
-        kc = c[ch]
+        c = r - m * channels
+        mu = mean[c]
+        channel_g_scale = g_scale[c]
+        channel_centred_scale = centred_scale[c]
+        channel_shift = shift[c]
         for j in range(length):
-            dx[m, ch, j] = dy[m, ch, j] * ka + (x[m, ch, j] - mu) * kb + kc
+            dx[m, c, j] = dy[m, c, j] * channel_g_scale + (x[m, c, j] - mu) * channel_centred_scale + channel_shift
     return dx
 
 
-def bn_backward_apply(dy, x, mean, a, b, c):
-    """``dx = a[c] · dy + b[c] · (x − μ[c]) + c[c]`` in ``x``'s dtype."""
+def bn_backward_apply(dy, x, mean, g_scale, centred_scale, shift):
+    """``dx = g_scale[c] · dy + centred_scale[c] · (x − μ[c]) + shift[c]`` in ``x``'s dtype."""
     dtype = x.dtype
-    return _backward_apply(dy, x, mean.astype(dtype), a.astype(dtype), b.astype(dtype), c.astype(dtype))
+    return _backward_apply(
+        dy, x, mean.astype(dtype), g_scale.astype(dtype), centred_scale.astype(dtype), shift.astype(dtype)
+    )

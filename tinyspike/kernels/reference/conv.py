@@ -87,14 +87,13 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
     return out
 
 
-def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
-    """y [N, O, OH, OW] of x [N, C, H, W] (float, or bool/uint8 spikes) and weight [O, C, kh, kw].
+# ---- the convolution: one driver, given its im2col and col2im ------------------------------------
+# The CUDA kernels run this very driver with their own im2col/col2im (``kernels.cuda.conv``); the
+# Numba ones fuse the steps chunk by chunk instead (``kernels.numba_cpu.conv``).
 
-    One GEMM: ``y2 = W2 · cols`` with ``W2 = weight.reshape(O, C*kh*kw)``, then ``y2 [O, N, OH,
-    OW]`` is transposed to NCHW and the bias added per output channel. y has weight's dtype.
-    With ``pack=True`` it returns ``(y, pack_binary(x))``: x as bool for saving, or None if x
-    holds a value other than 0 and 1 (the fast kernels pack x while they read it anyway).
-    """
+
+def conv2d_forward_with(im2col, x, weight, bias, stride, padding, spikes_out=None):
+    """``(y, not_binary)`` of ``conv2d_forward``, with the given ``im2col``."""
     xp = backend.array_module_of(weight)
     o, c, kh, kw = weight.shape
     n, _, h, w = x.shape
@@ -102,11 +101,44 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), pack=False):
     cols = xp.empty((c * kh * kw, n * oh * ow), dtype=weight.dtype)
     im2col(x, kh, kw, stride, padding, out=cols)
     y2 = weight.reshape(o, c * kh * kw) @ cols
+    del cols  # the largest buffer of the layer: give it back (to CuPy's pool) before the transpose
     y = y2.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
     if bias is not None:
         y = y + bias.reshape(1, o, 1, 1)
-    y = xp.ascontiguousarray(y)
-    return (y, pack_binary(x)) if pack else y
+    not_binary = pack_spikes(x, spikes_out) if spikes_out is not None else 0
+    return xp.ascontiguousarray(y), not_binary
+
+
+def conv2d_backward_with(im2col, col2im, grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
+    """``(dx, dW, db)`` of ``conv2d_backward``, with the given ``im2col`` and ``col2im``."""
+    xp = backend.array_module_of(grad_y)
+    o, c, kh, kw = w_shape
+    need_x, need_w, need_b = needs
+    g2 = xp.ascontiguousarray(grad_y.transpose(1, 0, 2, 3)).reshape(o, -1)
+    grad_x = grad_w = grad_b = None
+    if need_w:
+        cols = xp.empty((c * kh * kw, g2.shape[1]), dtype=grad_y.dtype)
+        im2col(x, kh, kw, stride, padding, out=cols)
+        grad_w = xp.ascontiguousarray((cols @ g2.T).T).reshape(w_shape)
+        del cols
+    if need_x:
+        dcols = weight.reshape(o, c * kh * kw).T @ g2
+        grad_x = col2im(dcols, x_shape, kh, kw, stride, padding)
+    if need_b:
+        grad_b = grad_y.sum(axis=(0, 2, 3))
+    return grad_x, grad_w, grad_b
+
+
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=None):
+    """``(y, not_binary)``: y [N, O, OH, OW] of x [N, C, H, W] (float, or bool/uint8 spikes) and weight [O, C, kh, kw].
+
+    One GEMM: ``y2 = W2 · cols`` with ``W2 = weight.reshape(O, C*kh*kw)``, then ``y2 [O, N, OH,
+    OW]`` is transposed to NCHW and the bias added per output channel. y has weight's dtype.
+    ``spikes_out``: None, or a bool array shaped like x that receives ``x != 0`` (spikes saved in
+    1 byte); ``not_binary`` is then how many values of x were neither 0 nor 1 (the caller refuses
+    x if any), else 0. The fast kernels pack x while they read it anyway.
+    """
+    return conv2d_forward_with(im2col, x, weight, bias, stride, padding, spikes_out)
 
 
 def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
@@ -118,29 +150,14 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
     ``dW2 = G · colsᵀ`` (computed as ``(cols · Gᵀ)ᵀ``), ``dcols = W2ᵀ · G``,
     ``dx = col2im(dcols)`` and ``db = Σ_{n,i,j} grad_y``. The columns are recomputed from x.
     """
-    xp = backend.array_module_of(grad_y)
-    o, c, kh, kw = w_shape
-    need_x, need_w, need_b = needs
-    g2 = grad_y.transpose(1, 0, 2, 3).reshape(o, -1)
-    grad_x = grad_w = grad_b = None
-    if need_w:
-        cols = xp.empty((c * kh * kw, g2.shape[1]), dtype=grad_y.dtype)
-        im2col(x, kh, kw, stride, padding, out=cols)
-        grad_w = xp.ascontiguousarray((cols @ g2.T).T).reshape(w_shape)
-    if need_x:
-        dcols = weight.reshape(o, c * kh * kw).T @ g2
-        grad_x = col2im(dcols, x_shape, kh, kw, stride, padding)
-    if need_b:
-        grad_b = grad_y.sum(axis=(0, 2, 3))
-    return grad_x, grad_w, grad_b
+    return conv2d_backward_with(im2col, col2im, grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
 
 
-def pack_binary(x):
-    """x as a bool array (1 byte instead of 4 or 8), or None if x holds a value other than 0 and 1.
+def pack_spikes(x, out) -> int:
+    """out = (x != 0), a bool array (1 byte instead of 4 or 8); returns how many values were neither 0 nor 1.
 
     For spike inputs saved for backward: ``im2col`` expands bool back into floats exactly.
     """
     xp = backend.array_module_of(x)
-    if not xp.all((x == 0) | (x == 1)).item():  # .item(): an explicit device sync
-        return None
-    return x != 0
+    out[...] = x != 0
+    return int(xp.count_nonzero((x != 0) & (x != 1)).item())  # .item(): an explicit device sync on CuPy

@@ -24,8 +24,9 @@ What forward saves for backward (one buffer shaped like x):
 - otherwise: the membrane u itself, in x's dtype (sg(d) and u·sg(d) need its value; s is
   recomputed from it exactly, since spike(u - V_th) is a pure function of u).
 
-Surrogates are passed as objects with ``name``, ``param``, ``binary``, ``spike(d)`` and ``grad(d)``
-(``tinyspike.functional.surrogate``); this module does not import them, kernels sit below functional.
+Surrogates are passed as objects with ``binary``, ``constants()``, ``fast_forms()``, ``spike(d)``
+and ``grad(d)`` (``tinyspike.functional.surrogate``); this module does not import them, kernels
+sit below functional: it asks the object what it is.
 """
 
 from __future__ import annotations
@@ -36,24 +37,15 @@ SPIKE_BIT = 1  # code bit 0: s[t]
 MASK_BIT = 2  # code bit 1: the rectangular surrogate is non-zero, |u[t] - V_th| < a/2
 
 
-def is_builtin_surrogate(surrogate) -> bool:
-    """True for an instance of one of tinyspike's own surrogate classes (not a user subclass).
-
-    The fast kernels and the 1-byte code path hard-code the built-in formulas, keyed by ``name``. A
-    user's subclass inherits that name but may override ``grad``, so it must take the generic
-    path that calls its ``grad``. (Checked by module name: kernels sit below ``functional``.)
-    """
-    return type(surrogate).__module__ == "tinyspike.functional.surrogate"
-
-
 def saves_codes(surrogate, detach_reset: bool) -> bool:
-    """True when forward saves uint8 codes (s, mask) instead of the float membrane u."""
-    return (
-        bool(detach_reset)
-        and is_builtin_surrogate(surrogate)
-        and surrogate.name == "rectangular"
-        and surrogate.binary
-    )
+    """True when forward saves uint8 codes (s, mask) instead of the float membrane u.
+
+    That needs binary spikes, no reset path (it reads u's value), and a surrogate whose grad is one
+    constant on a window and 0 elsewhere (``mask_window``: the rectangular one), so that one bit
+    per step says which.
+    """
+    forms = surrogate.fast_forms()
+    return bool(detach_reset) and surrogate.binary and forms is not None and forms.mask_window
 
 
 def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = True):
@@ -67,7 +59,7 @@ def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = Tr
     tau, vth = dtype.type(decay), dtype.type(v_th)
     codes = saves_codes(surrogate, detach_reset)
     if codes:
-        half = dtype.type(surrogate.param / 2)
+        half = dtype.type(surrogate.constants()[0])  # the window is |d| < c0
     spikes = xp.empty_like(x)
     saved = xp.empty(x.shape, dtype=xp.uint8) if codes else xp.empty_like(x)
     carry = xp.zeros_like(x[0])  # τ · u[t-1] · (1 - s[t-1]); zero before the first step
@@ -91,13 +83,13 @@ def lif_backward(grad_spikes, saved, v_th: float, decay: float, surrogate, detac
     tau, vth = dtype.type(decay), dtype.type(v_th)
     codes = saved.dtype == xp.uint8
     if codes:
-        inv_width = dtype.type(1.0 / surrogate.param)
+        height = dtype.type(surrogate.constants()[1])  # grad on the window (1/a)
     grad_x = xp.empty_like(grad_spikes)
     g_next = xp.zeros_like(grad_spikes[0])  # g_u[t+1]; zero after the last step
     for t in range(grad_spikes.shape[0] - 1, -1, -1):
         if codes:
             s = (saved[t] & SPIKE_BIT).astype(dtype)
-            sg = (saved[t] >> 1).astype(dtype) * inv_width
+            sg = ((saved[t] & MASK_BIT) != 0).astype(dtype) * height
         else:
             u = saved[t]
             d = u - vth

@@ -57,15 +57,16 @@ def bn_backward_reduce(dy, x, mean):
     return sum_dy, sum_dy_xc
 
 
-def bn_backward_apply(dy, x, mean, a, b, c):
-    """``dx = a[c] · dy + b[c] · (x − μ[c]) + c[c]`` in ``x``'s dtype.
+def bn_backward_apply(dy, x, mean, g_scale, centred_scale, shift):
+    """``dx = g_scale[c] · dy + centred_scale[c] · (x − μ[c]) + shift[c]`` in ``x``'s dtype.
 
     The training-mode input gradient is of this form (see ``functional.norm``); keeping x − μ
-    instead of expanding it into b·x + (c − b·μ) avoids cancellation when |μ| ≫ σ.
+    instead of expanding it into centred_scale·x + (shift − centred_scale·μ) avoids cancellation
+    when |μ| ≫ σ.
     """
     dtype = x.dtype
     return (
-        dy * _channel(a, dtype)
-        + (x - _channel(mean, dtype)) * _channel(b, dtype)
-        + _channel(c, dtype)
+        dy * _channel(g_scale, dtype)
+        + (x - _channel(mean, dtype)) * _channel(centred_scale, dtype)
+        + _channel(shift, dtype)
     )

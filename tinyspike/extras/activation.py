@@ -1,6 +1,8 @@
 """Element-wise and normalising activations: ReLU, softmax, log-softmax.
 
-(The spiking non-linearity, LIF, is in ``functional.lif``: it has a time loop and a surrogate.)
+None of them is in a spiking model of the zoo (the spiking non-linearity, LIF, is in
+``functional.lif``: it has a time loop and a surrogate; the classifier's softmax is fused into
+``functional.loss.cross_entropy``), so they live here, outside the readable core.
 """
 
 from __future__ import annotations
