@@ -27,7 +27,7 @@ fi
 
 status=0
 # -m gpu overrides pyproject's addopts "-m 'not slow'"; -rs lists the reasons of any skip
-timeout 300 python -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | log_to test_gpu.log
+timeout 300 python -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_gpu.py tests/distributed/test_nccl_gpu.py 2>&1 | log_to test_gpu.log
 rc=$?; [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
 
 read -r -a bench_args <<< "${BENCH_ARGS:-}"

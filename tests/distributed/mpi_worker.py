@@ -1,8 +1,10 @@
 """A small data-parallel training run, started by tests/distributed/test_mpirun.py (and the benchmark).
 
-    python mpi_worker.py train OUT.npz STEPS BATCH [no-sync-bn]   # one process, or under mpirun -n W
+    python mpi_worker.py train OUT.npz STEPS BATCH [no-sync-bn|nccl]   # one process, or under mpirun -n W
     python mpi_worker.py fit OUT_DIR EPOCHS BATCH       # tinyspike.train.train in float64, 1 or W ranks
     python mpi_worker.py die                            # rank 1 leaves before the first collective
+
+``nccl``: the same run on the CuPy backend, one GPU per rank, reduced over NCCL.
 
 ``train``: MS-ResNet-8 (widths 4/8/8, T = 2) on 8×8 digits in float64, SGD with momentum, K steps
 of global batch B, each rank reading its shard (distributed.ShardedBatches); rank 0 writes every
@@ -30,9 +32,11 @@ def batches(dataset, shards, steps):
         epoch += 1
 
 
-def train(out, steps, batch, sync_bn=True):
+def train(out, steps, batch, sync_bn=True, nccl=False):
+    if nccl:
+        backend.use("cupy")
     backend.set_default_dtype(np.float64)
-    comm = distributed.init(timeout=120)
+    comm = distributed.init("nccl" if nccl else "auto", timeout=120)
     model = models.build("ms_resnet8", time_steps=2, widths=[4, 8, 8], in_channels=1)
     parallel = distributed.DataParallel(model, comm, bucket_mb=0.01, sync_bn=sync_bn)  # small buckets: several per step
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -76,6 +80,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "fit":
         fit(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "train":
-        train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sync_bn=sys.argv[5:] != ["no-sync-bn"])
+        train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sync_bn=sys.argv[5:] != ["no-sync-bn"],
+              nccl=sys.argv[5:] == ["nccl"])
     else:
         die()
