@@ -59,7 +59,7 @@ from tinyspike import backend, checks, kernels
 from tinyspike.autograd import Function
 from tinyspike.distributed.buckets import check_communicator
 from tinyspike.functional import _checks
-from tinyspike.functional.norm import _as_rows, _channel_axis
+from tinyspike.functional.norm import as_rows, channel_axis, normalize, training_input_gradient, update_running_stats
 from tinyspike.nn.layers import BatchNorm2d
 
 _FN = "synchronized_batch_norm"
@@ -99,23 +99,15 @@ class SyncBatchNormFunction(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, comm, count_out=None):
-        xp = backend.array_module_of(x)
-        axis = _channel_axis(x.ndim)
-        x3 = _as_rows(x, axis)
-        channels = x3.shape[1]
+        axis = channel_axis(x.ndim)
+        x3 = as_rows(x, axis)
         ops = kernels.NORM.pick()  # kept for backward: forward and backward use one implementation
         mean, var, total = global_statistics(x3, running_mean, comm, ops)
         if count_out is not None:  # the layer keeps N: the stem's T-copies correction needs it
             count_out[0] = total
-        if running_mean is not None:
-            unbiased = var * (total / (total - 1))
-            running_mean[...] = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
-            running_var[...] = ((1 - momentum) * running_var + momentum * unbiased).astype(running_var.dtype)
-        invstd = 1.0 / xp.sqrt(var + eps)
-        gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
-        beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
-        scale = gamma * invstd
-        y3 = ops.bn_apply(x3, scale, beta - mean * scale)
+        if running_mean is not None:  # unbiased with the global N, as one process would
+            update_running_stats(running_mean, running_var, mean, var, total, momentum)
+        y3, invstd, gamma = normalize(ops, x3, mean, var, weight, bias, eps)
         ctx.save_for_backward(x3, mean, invstd, gamma)
         ctx.shape, ctx.axis, ctx.total, ctx.comm, ctx.kernels = x.shape, axis, total, comm, ops
         return y3.reshape(x.shape)
@@ -126,7 +118,7 @@ class SyncBatchNormFunction(Function):
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
         xp = backend.array_module_of(grad_y)
         dtype = grad_y.dtype
-        g3 = _as_rows(grad_y, ctx.axis)
+        g3 = as_rows(grad_y, ctx.axis)
         channels = g3.shape[1]
         sum_g, sum_g_xc = ctx.kernels.bn_backward_reduce(g3, x3, mean)  # local sums
 
@@ -139,10 +131,8 @@ class SyncBatchNormFunction(Function):
             buffer = xp.empty(2 * channels, dtype=xp.float64)
             buffer[:channels], buffer[channels:] = sum_g, sum_g_xc
             ctx.comm.allreduce_sum_(buffer)
-            a = gamma * invstd
-            b = -a * invstd * invstd * buffer[channels:] / ctx.total
-            c = -a * buffer[:channels] / ctx.total
-            grad_x = ctx.kernels.bn_backward_apply(g3, x3, mean, a, b, c).reshape(ctx.shape)
+            grad_x = training_input_gradient(ctx.kernels, g3, x3, mean, invstd, gamma,
+                                             buffer[:channels], buffer[channels:], ctx.total).reshape(ctx.shape)
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
@@ -158,7 +148,7 @@ def synchronized_batch_norm(x, weight, bias, running_mean, running_var, comm, mo
     data = _checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
     momentum = checks.real(_FN, "momentum", momentum, 0.0, 1.0)
     eps = checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
-    channels = data.shape[_channel_axis(data.ndim)]
+    channels = data.shape[channel_axis(data.ndim)]
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
             param = _checks.tensor_arg(_FN, name, value, ndims=(1,))

@@ -58,11 +58,12 @@ from tinyspike.functional import _checks
 _FN = "batch_norm"
 
 
-def _channel_axis(ndim: int) -> int:
+def channel_axis(ndim: int) -> int:
+    """The channel axis: 2 for time-first [T, B, C, H, W], else 1."""
     return 2 if ndim == 5 else 1
 
 
-def _as_rows(array, axis: int):
+def as_rows(array, axis: int):
     """View ``array`` as [M, C, S] (M = product of the axes before the channel, S after it)."""
     xp = backend.array_module_of(array)
     shape = array.shape
@@ -71,35 +72,57 @@ def _as_rows(array, axis: int):
     return xp.ascontiguousarray(array).reshape(rows, shape[axis], length)
 
 
+# The formulas of the module docstring, written once; the synchronized batch norm of
+# ``tinyspike/distributed/sync_bn.py`` uses them with statistics of the global batch.
+
+
+def update_running_stats(running_mean, running_var, mean, var, n, momentum) -> None:
+    """running ← (1 − m)·running + m·batch, with the unbiased variance σ²·n/(n − 1); in place."""
+    unbiased = var * (n / (n - 1))
+    running_mean[...] = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
+    running_var[...] = ((1 - momentum) * running_var + momentum * unbiased).astype(running_var.dtype)
+
+
+def normalize(ops, x3, mean, var, weight, bias, eps):
+    """y = x·(γr) + (β − μγr) on rows ``x3`` [M, C, S]; returns (y3, r, γ), r and γ in float64."""
+    xp = backend.array_module_of(x3)
+    channels = x3.shape[1]
+    invstd = 1.0 / xp.sqrt(var + eps)
+    gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
+    beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
+    scale = gamma * invstd
+    return ops.bn_apply(x3, scale, beta - mean * scale), invstd, gamma
+
+
+def training_input_gradient(ops, g3, x3, mean, invstd, gamma, sum_g, sum_g_xc, n):
+    """dL/dx in training mode from the two per-channel sums Σg and Σg(x − μ) over n values."""
+    g_scale = gamma * invstd  # γr
+    centred_scale = -g_scale * invstd * invstd * sum_g_xc / n  # the path through r
+    shift = -g_scale * sum_g / n  # the path through μ
+    return ops.bn_backward_apply(g3, x3, mean, g_scale, centred_scale, shift)
+
+
 class BatchNormFunction(Function):
     """y = γ·(x − μ)/√(σ² + ε) + β per channel; see the module docstring for the derivation."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
         xp = backend.array_module_of(x)
-        axis = _channel_axis(x.ndim)
-        x3 = _as_rows(x, axis)
+        axis = channel_axis(x.ndim)
+        x3 = as_rows(x, axis)
         channels = x3.shape[1]
         n = x3.shape[0] * x3.shape[2]
         ctx.kernels = kernels.NORM.pick()  # once: backward runs the same implementation
 
         if training:
             mean, var = ctx.kernels.bn_stats(x3)
-            if running_mean is not None:
-                unbiased = var * (n / (n - 1))
-                # In place: the layer's buffers are these very arrays.
-                running_mean[...] = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
-                running_var[...] = ((1 - momentum) * running_var + momentum * unbiased).astype(running_var.dtype)
+            if running_mean is not None:  # in place: the layer's buffers are these very arrays
+                update_running_stats(running_mean, running_var, mean, var, n, momentum)
         else:
             # Copies, so that a later change of the buffers cannot change this call's backward.
             mean = running_mean.astype(xp.float64)
             var = running_var.astype(xp.float64)
-
-        invstd = 1.0 / xp.sqrt(var + eps)
-        gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
-        beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
-        scale = gamma * invstd
-        y3 = ctx.kernels.bn_apply(x3, scale, beta - mean * scale)
+        y3, invstd, gamma = normalize(ctx.kernels, x3, mean, var, weight, bias, eps)
 
         needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         keep_x = needs_w or (training and needs_x)
@@ -114,7 +137,7 @@ class BatchNormFunction(Function):
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
         xp = backend.array_module_of(grad_y)
         dtype = grad_y.dtype
-        g3 = _as_rows(grad_y, ctx.axis)
+        g3 = as_rows(grad_y, ctx.axis)
 
         sum_g = sum_g_xc = None
         if x3 is not None:
@@ -124,13 +147,10 @@ class BatchNormFunction(Function):
 
         grad_x = grad_w = grad_b = None
         if needs_x:
-            g_scale = gamma * invstd  # γr: the whole gradient in evaluation mode
             if ctx.training:
-                n = ctx.n
-                centred_scale = -g_scale * invstd * invstd * sum_g_xc / n  # the path through r
-                shift = -g_scale * sum_g / n  # the path through μ
-                grad_x = ctx.kernels.bn_backward_apply(g3, x3, mean, g_scale, centred_scale, shift)
-            else:
+                grad_x = training_input_gradient(ctx.kernels, g3, x3, mean, invstd, gamma, sum_g, sum_g_xc, ctx.n)
+            else:  # γr g: μ and r are constants
+                g_scale = gamma * invstd
                 grad_x = ctx.kernels.bn_apply(g3, g_scale, xp.zeros_like(g_scale))
             grad_x = grad_x.reshape(ctx.shape)
         if needs_w:
@@ -189,7 +209,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     training = checks.boolean(_FN, "training", training)
     momentum = checks.real(_FN, "momentum", momentum, 0.0, 1.0)
     eps = checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
-    axis = _channel_axis(data.ndim)
+    axis = channel_axis(data.ndim)
     channels = data.shape[axis]
 
     where = f" (channel axis {axis} of x with shape {tuple(data.shape)})"
