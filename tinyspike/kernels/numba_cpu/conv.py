@@ -1,41 +1,41 @@
 """Convolution kernels compiled with Numba: same signatures and results as ``kernels.reference.conv``.
 
-Layout (read the reference module first): ``cols[(c, a, b), (n, i, j)] = xpad[n, c, i*sh + a,
-j*sw + b]``, ``cols`` of shape ``[C*kh*kw, N*OH*OW]``.
+Two layouts of the same columns (read the reference module first):
 
-Every loop works on one sample at a time and first copies that sample, zero-padded, into a small
-buffer ``xpad [C, H + 2ph, W + 2pw]``. Then every row of every column block is one plain copy of
-OW values, with no edge cases; padding a sample costs about a ninth of filling its 3×3 columns,
-and removing the per-row bounds logic made im2col 1.6× faster (benchmarks/README.md). col2im
-mirrors it: the taps of one (sample, channel) are added into a padded plane, whose interior is
-then copied out.
+- ``im2col`` / ``col2im``: the reference's layout ``cols[(c, a, b), (n, i, j)] = xpad[n, c,
+  i*sh + a, j*sw + b]``, ``[C*kh*kw, N*OH*OW]``, for the whole batch at once, ``prange`` over
+  samples (each sample writes its own columns and its own image planes: no races, no atomics).
+  Each sample is first copied, zero-padded, into ``xpad [C, H + 2ph, W + 2pw]``, so every row of
+  a column block is one plain copy of OW values with no edge cases.
 
-Two ways to run the same per-sample loops:
+- ``conv2d_forward`` / ``conv2d_backward``, the layer itself, use their transpose, **rows**:
+  ``rows[(n, i, j), (a, b, c)] = xpad[n, c, i*sh + a, j*sw + b]``, one row of kh*kw*C values
+  per output position, tap-major, with the weight reordered to match (``W_r [O, kh*kw*C]``).
+  Then the three products are ``Y_rows = rows · W_rᵀ`` [P, O], ``dW_rᵀ = rowsᵀ · dY_rows`` and
+  ``d_rows = dY_rows · W_r``: the long dimension (positions) is the GEMM's M, the short ones (O,
+  C·kh·kw) are N and K. For the narrow layers of a spiking ResNet (O = 16 or 32) this is what
+  OpenBLAS runs fast: measured 1.6-3× faster GEMMs at 16 channels than ``W · cols``, whose M is
+  only O (benchmarks/README.md, "conv2d, row layout"). Building rows is cheap too: with the
+  sample moved channels-last (``xhwc [H + 2ph, W + 2pw, C]``), the kw taps of a kernel row are
+  neighbouring pixels, one contiguous run of kw*C values at any stride.
 
-1. ``im2col`` / ``col2im``: the whole batch at once, ``prange`` over samples (Numba threads).
-   Each sample writes its own columns and its own image planes: no races, no atomics (col2im is
-   a gather by ownership: the plane of (n, c) is written only by the task of sample n).
-
-2. ``conv2d_forward`` / ``conv2d_backward``: the whole layer, fused and chunked. The full ``cols``
-   of a 16-channel 32×32 layer at T·B = 384 is 226 MB: writing it and reading it back through
-   DRAM costs more than the GEMM itself, and allocating it costs page faults. So the batch is cut
-   into chunks of a few samples whose columns fit in the L2/L3 cache, and each chunk goes
-   im2col → GEMM → scatter (forward) or gather → GEMMs → col2im (backward) while its columns are
-   still in cache. The chunks are shared dynamically between one worker per core (Python threads;
-   the Numba loops here release the GIL and so does NumPy's GEMM), each with its own reused
-   workspace, and the BLAS is held to one thread meanwhile (``blas_threads``): one thread per
-   core and no spinning pools fighting over the two cores (benchmarks/README.md, "conv2d").
-   Still one GEMM per operand per chunk: forward ``W·cols``, backward ``cols·dYᵀ`` (the operand
-   order DESIGN.md measured fastest for the weight gradient) and ``Wᵀ·dY``.
+The layer is fused and chunked. The full columns of a 16-channel 32×32 layer at T·B = 384 are
+226 MB: writing them and reading them back through DRAM costs more than the GEMM itself, and
+allocating them costs page faults. So the batch is cut into chunks of a few samples whose rows
+fit in the L2/L3 cache, and each chunk goes im2row → GEMM → scatter to NCHW (forward) or gather
+→ GEMMs → row2im (backward) while its rows are still in cache. The chunks are shared dynamically
+between one worker per core (Python threads; the Numba loops here release the GIL and so does
+NumPy's GEMM), each with its own reused workspace, and the BLAS is held to one thread meanwhile
+(``blas_threads``): one thread per core and no spinning pools fighting over the cores.
 
 Inputs may be bool/uint8 (spikes saved compactly): values are converted on the fly into the
 float dtype of the columns, so the float input never has to exist again in full.
 
 Two details that matter for speed: every inner loop runs j from 0 over a sliced view (Numba
 supports negative indices, so ``a[j + offset]`` with j of unknown sign costs a wrap-around test
-per element and blocks vectorisation), and each driver has its loop twice, once with the
-horizontal stride as the literal 1, which LLVM turns into plain vector copies (3× faster than
-the same code with a run-time stride that happens to be 1).
+per element and blocks vectorisation), and the whole-batch drivers have their loop twice, once
+with the horizontal stride as the literal 1, which LLVM turns into plain vector copies (3×
+faster than the same code with a run-time stride that happens to be 1).
 """
 
 from __future__ import annotations
@@ -196,22 +196,77 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
 # ---- chunks of samples, one worker thread per core --------------------------------------------
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _pad_sample_hwc(x, n, ph, pw, xhwc):
+    """xhwc [H + 2ph, W + 2pw, C] = x[n] (NCHW) moved to channels-last inside a zero border."""
+    height, width = x.shape[2], x.shape[3]
+    xhwc[:ph] = 0
+    xhwc[ph + height :] = 0
+    for i in range(height):
+        row = xhwc[ph + i]
+        row[:pw] = 0
+        row[pw + width :] = 0
+        for c in range(x.shape[1]):
+            src = x[n, c, i]
+            for j in range(width):
+                row[pw + j, c] = src[j]
+
+
 @njit(nogil=True, cache=True)
-def _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols):
-    """cols [K, m, OH, OW] = columns of samples x[n0 : n0 + m]; xpad is a one-sample scratch."""
-    for n in range(cols.shape[1]):
-        _pad_sample(x, n0 + n, ph, pw, xpad)
-        if sw == 1:
-            _im2col_sample(xpad, kh, kw, sh, 1, cols, n)
-        else:
-            _im2col_sample(xpad, kh, kw, sh, sw, cols, n)
+def _im2row_chunk(x, n0, kh, kw, sh, sw, ph, pw, xhwc, rows):
+    """rows [m, OH, OW, kh*kw*C]: rows[n, i, j, (a, b, c)] = xpad[n0 + n, c, i*sh + a, j*sw + b].
+
+    One row per output position, its kh*kw*C entries tap-major. With the sample channels-last
+    (``xhwc``), the kw taps (b = 0..kw-1) of one kernel row a are kw neighbouring pixels, so they
+    are one contiguous run of kw*C values in memory, at any stride: one copy per kernel row.
+    """
+    span = kw * x.shape[1]
+    flat = xhwc.reshape(xhwc.shape[0], -1)  # [H + 2ph, (W + 2pw)*C]
+    for n in range(rows.shape[0]):
+        _pad_sample_hwc(x, n0 + n, ph, pw, xhwc)
+        for i in range(rows.shape[1]):
+            for j in range(rows.shape[2]):
+                row = rows[n, i, j]
+                for a in range(kh):
+                    dst = row[a * span :]
+                    src = flat[i * sh + a, j * sw * x.shape[1] :]
+                    for q in range(span):
+                        dst[q] = src[q]
+
+
+@njit(nogil=True, cache=True)
+def _row2im_chunk(rows, n0, kh, kw, sh, sw, ph, pw, acc, out):
+    """out[n0 + n] = the adjoint of ``_im2row_chunk``: every row entry added back onto its pixel.
+
+    ``acc`` [H + 2ph, W + 2pw, C] is a scratch: each kernel row's run of kw*C values is added into
+    it channels-last (overlapping windows add up), then its interior (the border is padding,
+    which has no gradient) is moved to NCHW.
+    """
+    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
+    span = kw * channels
+    flat = acc.reshape(acc.shape[0], -1)
+    for n in range(rows.shape[0]):
+        acc[:, :, :] = 0
+        for i in range(rows.shape[1]):
+            for j in range(rows.shape[2]):
+                row = rows[n, i, j]
+                for a in range(kh):
+                    src = row[a * span :]
+                    dst = flat[i * sh + a, j * sw * channels :]
+                    for q in range(span):
+                        dst[q] += src[q]
+        for c in range(channels):
+            for i in range(height):
+                dst = out[n0 + n, c, i]
+                for j in range(width):
+                    dst[j] = acc[ph + i, pw + j, c]
 
 
 @njit(nogil=True, cache=True)
 def _pack_chunk(x, n0, m, packed):
     """packed[n0 : n0 + m] = x != 0; returns how many of those values were neither 0 nor 1.
 
-    Run right after ``_im2col_chunk`` on the same samples, which are then still in cache.
+    Run right after ``_im2row_chunk`` on the same samples, which are then still in cache.
     """
     bad = 0
     for n in range(n0, n0 + m):
@@ -225,42 +280,26 @@ def _pack_chunk(x, n0, m, packed):
 
 
 @njit(nogil=True, cache=True)
-def _col2im_chunk(cols, n0, kh, kw, sh, sw, ph, pw, plane, out):
-    """out[n0 : n0 + m] = col2im of cols [K, m, OH, OW]; plane is a one-plane scratch."""
-    for n in range(cols.shape[1]):
-        if sw == 1:
-            _col2im_sample(cols, n, kh, kw, sh, 1, ph, pw, plane, out, n0 + n)
-        else:
-            _col2im_sample(cols, n, kh, kw, sh, sw, ph, pw, plane, out, n0 + n)
-
-
-@njit(nogil=True, cache=True)
-def _scatter_output(y2, bias, has_bias, n0, y):
-    """y[n0 + n, o, :] = y2[o, n, :] (+ bias[o]): the GEMM's [O, m, P] back to NCHW."""
-    for n in range(y2.shape[1]):
-        for o in range(y2.shape[0]):
+def _scatter_output(y_rows, bias, has_bias, n0, y):
+    """y[n0 + n, o, p] = y_rows[n, p, o] (+ bias[o]): the GEMM's [m, P, O] back to NCHW."""
+    for n in range(y_rows.shape[0]):
+        for o in range(y_rows.shape[2]):
             dst = y[n0 + n, o]
-            src = y2[o, n]
-            if has_bias:
-                b = bias[o]
-                for p in range(src.shape[0]):
-                    dst[p] = src[p] + b
-            else:
-                for p in range(src.shape[0]):
-                    dst[p] = src[p]
+            b = bias[o] if has_bias else y_rows.dtype.type(0)
+            for p in range(y_rows.shape[1]):
+                dst[p] = y_rows[n, p, o] + b
 
 
 @njit(nogil=True, cache=True)
-def _gather_grad(grad_y, n0, dy2, grad_b):
-    """dy2[o, n, :] = grad_y[n0 + n, o, :], and grad_b[o] += its sum (float64 accumulator)."""
-    for n in range(dy2.shape[1]):
-        for o in range(dy2.shape[0]):
-            dst = dy2[o, n]
+def _gather_grad(grad_y, n0, dy_rows, grad_b):
+    """dy_rows[n, p, o] = grad_y[n0 + n, o, p], and grad_b[o] += its sum (float64 accumulator)."""
+    for n in range(dy_rows.shape[0]):
+        for o in range(dy_rows.shape[2]):
             src = grad_y[n0 + n, o]
             total = 0.0
             for p in range(src.shape[0]):
                 value = src[p]
-                dst[p] = value
+                dy_rows[n, p, o] = value
                 total += value
             grad_b[o] += total
 
@@ -338,18 +377,26 @@ def _geometry(x_shape, w_shape, stride, padding):
     return n, c, o, kh, kw, oh, ow, h + 2 * padding[0], w + 2 * padding[1]
 
 
+def _weight_rows(weight):
+    """W [O, C, kh, kw] as W_r [O, kh*kw*C]: its columns in the tap-major order of the rows."""
+    o = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, -1)
+
+
 def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=None):
     """``(y, not_binary)``: y [N, O, OH, OW] = conv of x [N, C, H, W] (float, or bool/uint8 spikes) with weight [O, C, kh, kw].
 
-    Same maths and arguments as ``kernels.reference.conv.conv2d_forward`` (y = W·cols + b),
-    chunked; y has weight's dtype. With ``spikes_out`` the bool copy of x is written while each
-    chunk of x is in cache anyway (no second pass over x).
+    Same maths and arguments as ``kernels.reference.conv.conv2d_forward``, chunked, with the
+    columns stored as rows (one per output position, see the module docstring):
+    ``Y_rows = rows · W_rᵀ``, then Y_rows [m, P, O] is moved to NCHW with the bias added.
+    y has weight's dtype. With ``spikes_out`` the bool copy of x is written while each chunk of
+    x is in cache anyway (no second pass over x).
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x.shape, weight.shape, stride, padding)
     k, positions, dtype = c * kh * kw, oh * ow, weight.dtype
     x = _as_numeric(x)
-    w2 = np.ascontiguousarray(weight).reshape(o, k)
+    w_rows_t = _weight_rows(weight).T  # a view: BLAS reads it transposed
     has_bias = bias is not None
     bias = np.ascontiguousarray(bias) if has_bias else np.zeros(0, dtype)
     y = np.empty((n, o, oh, ow), dtype=dtype)
@@ -358,20 +405,20 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=No
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
-        cols_buffer = _workspace("cols", k * per_chunk * positions, dtype)
-        y2_buffer = _workspace("y2", o * per_chunk * positions, dtype)
-        xpad = _workspace("xpad", c * padded_h * padded_w, dtype).reshape(c, padded_h, padded_w)
+        rows_buffer = _workspace("rows", per_chunk * positions * k, dtype)
+        y_buffer = _workspace("y_rows", per_chunk * positions * o, dtype)
+        xhwc = _workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
         not_binary = 0
         while (chunk := next_chunk()) is not None:
             n0, n1 = chunk
             m = n1 - n0
-            cols = cols_buffer[: k * m * positions].reshape(k, m * positions)
-            _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols.reshape(k, m, oh, ow))
+            rows = rows_buffer[: m * positions * k].reshape(m * positions, k)
+            _im2row_chunk(x, n0, kh, kw, sh, sw, ph, pw, xhwc, rows.reshape(m, oh, ow, k))
             if pack:
                 not_binary += _pack_chunk(x, n0, m, spikes_out)
-            y2 = y2_buffer[: o * m * positions].reshape(o, m * positions)
-            np.matmul(w2, cols, out=y2)
-            _scatter_output(y2.reshape(o, m, positions), bias, has_bias, n0, y3)
+            y_rows = y_buffer[: m * positions * o].reshape(m * positions, o)
+            np.matmul(rows, w_rows_t, out=y_rows)
+            _scatter_output(y_rows.reshape(m, positions, o), bias, has_bias, n0, y3)
         return not_binary
 
     return y, int(sum(_run_chunks(n, per_chunk, work)))
@@ -380,7 +427,9 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=No
 def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape):
     """(dx, dW, db) of ``conv2d_forward``; arguments as ``kernels.reference.conv.conv2d_backward``.
 
-    Same maths, chunked: the columns of x are recomputed chunk by chunk (never stored whole);
+    Same maths, chunked, in the row layout: with dY_rows [m·P, O] the chunk's gradient,
+    ``dW_rᵀ += rowsᵀ · dY_rows`` and ``d_rows = dY_rows · W_r``, added back onto the pixels
+    (the adjoint of im2row). The rows of x are recomputed chunk by chunk (never stored whole);
     dW and db are summed per worker (float64), then over the workers.
     """
     (sh, sw), (ph, pw) = stride, padding
@@ -391,34 +440,37 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
     if not (need_x or need_w):  # only the bias: a plain reduction
         return None, None, (g3.sum(axis=(0, 2), dtype=np.float64).astype(dtype) if need_b else None)
     x = _as_numeric(x) if need_w else None
-    w2t = np.ascontiguousarray(weight).reshape(o, k).T if need_x else None  # a view: BLAS reads it transposed
+    w_rows = _weight_rows(weight) if need_x else None
     grad_x = np.empty(x_shape, dtype=dtype) if need_x else None
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
-        dy2_buffer = _workspace("dy2", o * per_chunk * positions, dtype)
-        cols_buffer = _workspace("cols", k * per_chunk * positions, dtype)
-        xpad = _workspace("xpad", c * padded_h * padded_w, dtype).reshape(c, padded_h, padded_w)
+        dy_buffer = _workspace("dy_rows", per_chunk * positions * o, dtype)
+        rows_buffer = _workspace("rows", per_chunk * positions * k, dtype)
+        xhwc = _workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
         dwt_chunk = np.empty((k, o), dtype)
         dwt = np.zeros((k, o), np.float64)
         db = np.zeros(o, np.float64)
         while (chunk := next_chunk()) is not None:
             n0, n1 = chunk
             m = n1 - n0
-            dy2 = dy2_buffer[: o * m * positions].reshape(o, m * positions)
-            _gather_grad(g3, n0, dy2.reshape(o, m, positions), db)
-            cols = cols_buffer[: k * m * positions].reshape(k, m * positions)
+            dy_rows = dy_buffer[: m * positions * o].reshape(m * positions, o)
+            _gather_grad(g3, n0, dy_rows.reshape(m, positions, o), db)
+            rows = rows_buffer[: m * positions * k].reshape(m * positions, k)
             if need_w:
-                _im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, xpad, cols.reshape(k, m, oh, ow))
-                np.matmul(cols, dy2.T, out=dwt_chunk)  # dWᵀ = cols·dYᵀ
+                _im2row_chunk(x, n0, kh, kw, sh, sw, ph, pw, xhwc, rows.reshape(m, oh, ow, k))
+                np.matmul(rows.T, dy_rows, out=dwt_chunk)  # dW_rᵀ = rowsᵀ·dY_rows
                 dwt += dwt_chunk
-            if need_x:  # the columns are used up: their buffer takes dcols = Wᵀ·dY
-                np.matmul(w2t, dy2, out=cols)
-                _col2im_chunk(cols.reshape(k, m, oh, ow), n0, kh, kw, sh, sw, ph, pw, xpad[0], grad_x)
+            if need_x:  # the rows are used up: their buffer takes d_rows = dY_rows·W_r
+                np.matmul(dy_rows, w_rows, out=rows)
+                _row2im_chunk(rows.reshape(m, oh, ow, k), n0, kh, kw, sh, sw, ph, pw, xhwc, grad_x)
         return dwt, db
 
     partials = _run_chunks(n, per_chunk, work)
-    grad_w = sum(p[0] for p in partials).T.astype(dtype).reshape(w_shape) if need_w else None
+    grad_w = None
+    if need_w:  # dW_r [O, (a, b, c)] back to [O, C, kh, kw]
+        dw_rows = sum(p[0] for p in partials).T.astype(dtype)
+        grad_w = np.ascontiguousarray(dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     grad_b = sum(p[1] for p in partials).astype(dtype) if need_b else None
     return grad_x, grad_w, grad_b
 
