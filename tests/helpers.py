@@ -10,9 +10,10 @@ from tinyspike import backend
 from tinyspike.autograd import Tensor
 
 
-def dev(a):
-    """``a`` (an array or nested list) as an array on the current backend's device."""
-    return backend.to_device(np.asarray(a))
+def dev(a, dtype=None):
+    """``a`` (an array or nested list) as an array on the current backend's device (of ``dtype``,
+    if given; else ``a``'s own)."""
+    return backend.to_device(np.asarray(a, dtype=dtype))
 
 
 def host(a):

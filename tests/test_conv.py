@@ -12,16 +12,10 @@ from tinyspike.autograd import Tensor
 from tinyspike.functional.conv import conv2d
 from tinyspike.gradcheck import gradcheck
 
+from helpers import dev, host
+
 on_numpy = pytest.mark.skipif(backend.name() != "numpy", reason="Numba kernels run on the NumPy backend")
 ALL = (True, True, True)
-
-
-def dev(a):
-    return backend.to_device(np.asarray(a))
-
-
-def host(a):
-    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
 
 
 @pytest.fixture

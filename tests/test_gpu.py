@@ -29,6 +29,8 @@ from tinyspike.kernels.reference import conv as ref_conv
 from tinyspike.kernels.reference import lif as ref_lif
 from tinyspike.nn.checkpoint import load_checkpoint, save_checkpoint
 
+from helpers import host
+
 
 def _no_gpu_reason():
     try:
@@ -61,10 +63,6 @@ def cp():
     import cupy
 
     return cupy
-
-
-def host(a):
-    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
 
 
 def rel_err(got, want):

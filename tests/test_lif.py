@@ -14,6 +14,8 @@ from tinyspike.functional.lif import LIFFunction, lif, saved_bytes_per_neuron_st
 from tinyspike.gradcheck import gradcheck
 from tinyspike.ops import stack
 
+from helpers import dev, host
+
 IMPLEMENTATIONS = ["reference", "numba_cpu"]
 ALL_SURROGATES = sorted(surrogates.SURROGATES)
 BINARY_SURROGATES = [name for name in ALL_SURROGATES if surrogates.SURROGATES[name].binary]
@@ -32,14 +34,6 @@ VECTORS = [
         dx=[0.0, 0.3125, 1.25, 1.0, 0.0, 0.0],
     ),
 ]
-
-
-def dev(a, dtype=np.float64):
-    return backend.to_device(np.asarray(a, dtype=dtype))
-
-
-def host(a):
-    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
 
 
 def using(implementation):

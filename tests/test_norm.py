@@ -9,16 +9,10 @@ from tinyspike.autograd import Tensor
 from tinyspike.functional.norm import batch_norm
 from tinyspike.gradcheck import gradcheck
 
+from helpers import dev, host
+
 KERNELS = ("bn_stats", "bn_apply", "bn_backward_reduce", "bn_backward_apply")
 on_numpy = pytest.mark.skipif(backend.name() != "numpy", reason="Numba kernels run on the NumPy backend")
-
-
-def dev(a):
-    return backend.to_device(np.asarray(a))
-
-
-def host(a):
-    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
 
 
 def channel_axis(ndim):

@@ -37,84 +37,24 @@ def is_grad_enabled() -> bool:
 
 
 @contextmanager
+def _grad_mode_as(enabled: bool):
+    """Set this thread's grad mode inside the block; the previous one comes back after it."""
+    previous = is_grad_enabled()
+    _grad_mode.enabled = enabled
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
+
+
 def no_grad():
     """Run the block without recording the graph (evaluation, parameter updates)."""
-    previous = is_grad_enabled()
-    _grad_mode.enabled = False
-    try:
-        yield
-    finally:
-        _grad_mode.enabled = previous
+    return _grad_mode_as(False)
 
 
-@contextmanager
 def enable_grad():
     """Record the graph again inside the block, even within an enclosing ``no_grad()``."""
-    previous = is_grad_enabled()
-    _grad_mode.enabled = True
-    try:
-        yield
-    finally:
-        _grad_mode.enabled = previous
-
-
-# The dtype kinds a Tensor may hold: floats, signed and unsigned integers, bools. Not objects,
-# strings, bytes, complex numbers or dates: no op here computes with those.
-TENSOR_KINDS = "fiub"
-
-
-def check_tensor_dtype(where: str, name: str, dtype) -> None:
-    """TypeError unless ``dtype`` is one a Tensor may hold (float, int, uint or bool)."""
-    if dtype.kind not in TENSOR_KINDS:
-        raise TypeError(f"{where}: {name} must hold real numbers or bools, got dtype {dtype}")
-
-
-# Two arrays that meet in one op must agree on dtype and backend: tinyspike never promotes a dtype
-# or moves an array behind your back. The engine (ops, backward's seed) and every functional op use
-# these two, so each mismatch reads the same everywhere.
-
-
-def same_dtype(where: str, name: str, data, reference_name: str, reference) -> None:
-    """TypeError unless array ``data`` has the dtype of array ``reference``."""
-    if data.dtype != reference.dtype:
-        raise TypeError(
-            f"{where}: {name} has dtype {data.dtype} but {reference_name} has {reference.dtype}; "
-            "convert one explicitly with .astype(...)"
-        )
-
-
-def same_backend(where: str, name: str, data, reference_name: str, reference) -> None:
-    """TypeError unless array ``data`` lives on the backend (NumPy or CuPy) of array ``reference``."""
-    module, reference_module = backend.array_module_of(data), backend.array_module_of(reference)
-    if module is not reference_module:
-        raise TypeError(
-            f"{where}: {name} is a {module.__name__} array but {reference_name} is a "
-            f"{reference_module.__name__} array; move both to one backend"
-        )
-
-
-def _as_backend_array(data):
-    """``Tensor(data)``'s array: arrays and NumPy scalars keep their dtype, Python floats take the default."""
-    if isinstance(data, Tensor):
-        raise TypeError("Tensor: data is already a Tensor: use tensor.detach() to share its array")
-    if backend.is_array(data):
-        check_tensor_dtype("Tensor", "data", data.dtype)
-        return data if backend.array_module_of(data) is backend.xp() else backend.to_device(data)
-    if isinstance(data, np.generic):  # a NumPy scalar has a dtype of its own: keep it
-        check_tensor_dtype("Tensor", "data", data.dtype)
-        return backend.to_device(np.asarray(data))
-    if data is None or isinstance(data, (str, bytes)):
-        raise TypeError(f"Tensor: data must be an array, a number or a (nested) list of numbers, "
-                        f"got {checks.kind_of(data)} {checks.show(data)}")
-    try:  # Python numbers and (nested) lists, converted on the host first to check what they hold
-        array = np.asarray(data)
-    except (ValueError, TypeError) as err:  # ragged lists: NumPy refuses to guess a shape
-        raise TypeError(f"Tensor: data must be a rectangular (nested) list of numbers, got "
-                        f"{checks.show(data)} ({err})") from None
-    check_tensor_dtype("Tensor", "data", array.dtype)
-    if array.dtype.kind == "f":  # Python floats take the default floating dtype
-        array = array.astype(backend.default_dtype(), copy=False)
-    return backend.to_device(array)
+    return _grad_mode_as(True)
 
 
 class Context:
@@ -152,8 +92,7 @@ class Node:
     __slots__ = ("function", "ctx", "inputs", "output_meta", "freed")
 
     def __init__(self, function, ctx, inputs, output_meta):
-        self.function = function  # the Function subclass
-        self.ctx = ctx
+        self.function, self.ctx = function, ctx  # the Function subclass, and the ctx of this call
         self.inputs = inputs  # one entry per forward argument: an Edge, or None (no gradient wanted)
         self.output_meta = output_meta  # (shape, dtype) of each output, to build zero gradients
         self.freed = False
@@ -187,12 +126,11 @@ class Function:
             elif not backend.is_array(out):
                 raise TypeError(f"{cls.__name__}.forward must return arrays, got {type(out).__name__}")
             outputs.append(out)
-        if not record:
-            tensors = tuple(Tensor._wrap(out) for out in outputs)
-        else:
-            inputs = [Edge(a) if need else None for a, need in zip(args, needs)]
-            node = Node(cls, ctx, inputs, [(o.shape, o.dtype) for o in outputs])
-            tensors = tuple(Tensor._wrap(out, node, i) for i, out in enumerate(outputs))
+        node = None  # not recorded: the outputs are leaves that need no gradient
+        if record:
+            edges = [Edge(a) if need else None for a, need in zip(args, needs)]
+            node = Node(cls, ctx, edges, [(o.shape, o.dtype) for o in outputs])
+        tensors = tuple(Tensor._wrap(out, node, i) for i, out in enumerate(outputs))
         return tensors if is_tuple else tensors[0]
 
 
@@ -215,26 +153,21 @@ class Tensor:
 
     def __init__(self, data, requires_grad: bool = False):
         requires_grad = checks.boolean("Tensor", "requires_grad", requires_grad)
-        array = _as_backend_array(data)
+        array = tensor_checks.tensor_data(data)
         if requires_grad and array.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating tensors can require grad, got dtype {array.dtype}")
-        self.data = array
-        self.requires_grad = requires_grad
-        self.grad = None
-        self._node = None  # the Node that produced this tensor (None for leaves)
-        self._output_index = 0
-        self._retain_grad = False
+        self._set(array, requires_grad)
 
     @classmethod
     def _wrap(cls, array, node=None, index=0):
-        tensor = cls.__new__(cls)
-        tensor.data = array
-        tensor.requires_grad = node is not None
-        tensor.grad = None
-        tensor._node = node
-        tensor._output_index = index
-        tensor._retain_grad = False
-        return tensor
+        """A Tensor around a checked array: output ``index`` of ``node``, or a leaf without grad."""
+        return cls.__new__(cls)._set(array, node is not None, node, index)
+
+    def _set(self, array, requires_grad: bool, node=None, index: int = 0) -> "Tensor":
+        self.data, self.requires_grad, self.grad = array, requires_grad, None
+        self._node, self._output_index = node, index  # the Node that produced this tensor (None for leaves)
+        self._retain_grad = False
+        return self
 
     # ---- facts about the array -------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -284,125 +217,53 @@ class Tensor:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``grad`` seeds it; default 1 for a scalar).
 
         ``grad`` (dL/dself) must be a Tensor or an array of this tensor's backend, shape and dtype:
-        the engine never converts a seed, so a wrong one is named here and not deep in a backward.
+        the engine never converts a seed, so a wrong one is named at once, not deep in a backward.
         """
         retain_graph = checks.boolean("backward", "retain_graph", retain_graph)
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (no graph was recorded)")
-        if grad is None:
-            if self.size != 1:
-                raise ValueError(f"backward() without grad needs a single-element tensor, got shape {self.shape}")
-            grad = backend.xp().ones(self.shape, dtype=self.dtype)
-        else:
-            grad = self._check_seed(grad)
-        run_backward(self, grad, retain_graph)
+        run_backward(self, tensor_checks.backward_seed(self, grad), retain_graph)
 
-    def _check_seed(self, grad):
-        """``grad`` of ``backward(grad)`` as an array, checked against this tensor."""
-        grad = grad.data if isinstance(grad, Tensor) else grad
-        if not backend.is_array(grad):
-            raise TypeError(
-                f"backward: grad must be a Tensor or an array, got {checks.kind_of(grad)} {checks.show(grad)}"
-            )
-        same_backend("backward", "grad", grad, "the tensor", self.data)
-        if grad.shape != self.shape:
-            raise ValueError(f"backward: grad must have shape {self.shape}, got {grad.shape}")
-        if grad.dtype != self.dtype:  # the seed's own wording: it must match, not merely agree
-            raise TypeError(
-                f"backward: grad must have the tensor's dtype {self.dtype}, got {grad.dtype}; "
-                "convert it with .astype(...)"
-            )
-        return grad
+    # ---- operators: each is a Function of tinyspike.ops (the r-forms have the Tensor on the right) --
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __pow__(self, exponent): return ops.pow(self, exponent)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __getitem__(self, index): return ops.getitem(self, index)
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    def reshape(self, *shape): return ops.reshape(self, _sizes(shape))  # x.reshape(2, 3) or x.reshape((2, 3))
+    def transpose(self, *axes): return ops.transpose(self, _sizes(axes) or None)  # no axes: reversed
+    permute = transpose
+    T = property(lambda self: ops.transpose(self, None))
 
-    # ---- operators (each is a Function defined in tinyspike.ops) -------------------------
-    def __add__(self, other):
-        return ops.add(self, other)
-
-    def __radd__(self, other):
-        return ops.add(other, self)
-
-    def __sub__(self, other):
-        return ops.sub(self, other)
-
-    def __rsub__(self, other):
-        return ops.sub(other, self)
-
-    def __mul__(self, other):
-        return ops.mul(self, other)
-
-    def __rmul__(self, other):
-        return ops.mul(other, self)
-
-    def __truediv__(self, other):
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.div(other, self)
-
-    def __neg__(self):
-        return ops.neg(self)
-
-    def __pow__(self, exponent):
-        return ops.pow(self, exponent)
-
-    def __matmul__(self, other):
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.matmul(other, self)
-
-    def __getitem__(self, index):
-        return ops.getitem(self, index)
+    def astype(self, dtype):
+        """An explicit dtype change (the gradient is cast back in backward; to int or bool, none flows)."""
+        return ops.astype(self, dtype)
 
     # Comparisons give boolean tensors that carry no gradient (a step function has derivative 0).
-    def __gt__(self, other):
-        return Tensor._wrap(self.data > ops.comparison_operand(">", self, other))
-
-    def __ge__(self, other):
-        return Tensor._wrap(self.data >= ops.comparison_operand(">=", self, other))
-
-    def __lt__(self, other):
-        return Tensor._wrap(self.data < ops.comparison_operand("<", self, other))
-
-    def __le__(self, other):
-        return Tensor._wrap(self.data <= ops.comparison_operand("<=", self, other))
+    def __gt__(self, other): return Tensor._wrap(self.data > tensor_checks.comparison_operand(">", self, other))
+    def __ge__(self, other): return Tensor._wrap(self.data >= tensor_checks.comparison_operand(">=", self, other))
+    def __lt__(self, other): return Tensor._wrap(self.data < tensor_checks.comparison_operand("<", self, other))
+    def __le__(self, other): return Tensor._wrap(self.data <= tensor_checks.comparison_operand("<=", self, other))
 
     __hash__ = object.__hash__  # tensors are hashed by identity (used as dict keys by optimizers)
 
-    def exp(self):
-        return ops.exp(self)
 
-    def log(self):
-        return ops.log(self)
-
-    def sum(self, axis=None, keepdims=False):
-        return ops.sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return ops.mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return ops.max(self, axis, keepdims)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return ops.reshape(self, shape)
-
-    def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return ops.transpose(self, axes or None)
-
-    permute = transpose
-
-    @property
-    def T(self):
-        return ops.transpose(self, None)
-
-    def astype(self, dtype):
-        """An explicit dtype change (the gradient is cast back in backward)."""
-        return ops.astype(self, dtype)
+def _sizes(args: tuple) -> tuple:
+    """``(2, 3)`` from the arguments of ``x.reshape(2, 3)`` or of ``x.reshape((2, 3))``."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
 
 
 def _topological_order(root: Node) -> list[Node]:
@@ -426,13 +287,6 @@ def _topological_order(root: Node) -> list[Node]:
             order.append(node)  # post-order: inputs' nodes come before this one
     order.reverse()  # now the root first, leaves' consumers last
     return order
-
-
-def _accumulate(store: dict, key, grad):
-    if key in store:
-        store[key] = store[key] + grad
-    else:
-        store[key] = grad
 
 
 def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
@@ -473,7 +327,8 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
                 tensor = edge.tensor_ref()
                 if tensor is not None and tensor._retain_grad:
                     tensor.grad = g.copy() if tensor.grad is None else tensor.grad + g
-                _accumulate(pending, (id(edge.node), edge.index), g)
+                key = (id(edge.node), edge.index)
+                pending[key] = pending[key] + g if key in pending else g
         if not retain_graph:
             node.ctx.saved_tensors = ()
             node.freed = True
@@ -498,6 +353,7 @@ def stack(tensors, axis=0):
     return ops.stack(tensors, axis)
 
 
-# ops defines the elementary Functions on top of Tensor; the operators above look it up at call
-# time, so importing it last (and either module first) is safe.
-from tinyspike import ops  # noqa: E402
+# ops defines the elementary Functions on top of Tensor, and tensor_checks the checks of their
+# arguments; the operators above look them up at call time, so importing them last (and any of
+# the three modules first) is safe.
+from tinyspike import ops, tensor_checks  # noqa: E402

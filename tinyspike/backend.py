@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import types
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -106,10 +107,7 @@ def to_numpy(array) -> np.ndarray:
 
 def to_device(array):
     """Move an array (NumPy or CuPy) onto the active backend, without changing its dtype."""
-    module = xp()
-    if module is np:
-        return to_numpy(array)
-    return module.asarray(array)
+    return to_numpy(array) if xp() is np else xp().asarray(array)
 
 
 def default_dtype() -> np.dtype:
@@ -125,19 +123,15 @@ def set_default_dtype(dtype) -> None:
     _state["dtype"] = dtype
 
 
-class default_dtype_as:
-    """Context manager: ``with default_dtype_as(np.float64): ...`` restores the old dtype after."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-    def __enter__(self):
-        self.previous = default_dtype()
-        set_default_dtype(self.dtype)
-
-    def __exit__(self, *exc):
-        set_default_dtype(self.previous)
-        return False
+@contextmanager
+def default_dtype_as(dtype):
+    """``with default_dtype_as(np.float64): ...`` sets the default dtype inside the block only."""
+    previous = default_dtype()
+    set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        set_default_dtype(previous)
 
 
 def seed(value: int) -> None:

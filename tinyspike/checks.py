@@ -18,7 +18,7 @@ What each check accepts, everywhere:
 Checks run at the public boundary (a Function's wrapper, a constructor, a loader), never inside a
 kernel, so the hot paths pay nothing per element. This module sits just above ``backend`` so that
 every layer, the engine included, can use it; the Tensor-aware checks live in
-``tinyspike/functional/_checks.py`` on top of it.
+``tinyspike/tensor_checks.py`` on top of it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import numbers
 import os
 
 import numpy as np  # scalar types and dtypes only: no array maths here
+
+from tinyspike import backend  # which module an array belongs to (same_backend)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -195,3 +197,39 @@ def path(where: str, name: str, value) -> str:
         raise TypeError(f"{where}: {name} must be a path (a non-empty str or os.PathLike), got "
                         f"{kind_of(value)} {show(value)}")
     return os.fspath(value)
+
+
+# ---- arrays that meet in one op ----------------------------------------------------------------
+# The dtype kinds a Tensor may hold: floats, signed and unsigned integers, bools. Not objects,
+# strings, bytes, complex numbers or dates: no op here computes with those.
+TENSOR_KINDS = "fiub"
+
+
+def check_tensor_dtype(where: str, name: str, dtype) -> None:
+    """TypeError unless ``dtype`` is one a Tensor may hold (float, int, uint or bool)."""
+    if dtype.kind not in TENSOR_KINDS:
+        raise TypeError(f"{where}: {name} must hold real numbers or bools, got dtype {dtype}")
+
+
+# Two arrays that meet in one op must agree on dtype and backend: tinyspike never promotes a dtype
+# or moves an array behind your back. The engine (ops, backward's seed) and every functional op use
+# these two, so each mismatch reads the same everywhere.
+
+
+def same_dtype(where: str, name: str, data, reference_name: str, reference) -> None:
+    """TypeError unless array ``data`` has the dtype of array ``reference``."""
+    if data.dtype != reference.dtype:
+        raise TypeError(
+            f"{where}: {name} has dtype {data.dtype} but {reference_name} has {reference.dtype}; "
+            "convert one explicitly with .astype(...)"
+        )
+
+
+def same_backend(where: str, name: str, data, reference_name: str, reference) -> None:
+    """TypeError unless array ``data`` lives on the backend (NumPy or CuPy) of array ``reference``."""
+    module, reference_module = backend.array_module_of(data), backend.array_module_of(reference)
+    if module is not reference_module:
+        raise TypeError(
+            f"{where}: {name} is a {module.__name__} array but {reference_name} is a "
+            f"{reference_module.__name__} array; move both to one backend"
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyspike import backend, checks
+from tinyspike import backend, checks, tensor_checks
 from tinyspike.autograd import Tensor, no_grad
 
 
@@ -49,39 +49,6 @@ def central_difference(loss, flat, j: int, eps: float) -> float:
     return (plus - minus) / (2 * eps)
 
 
-def _as_outputs(result):
-    outputs = result if isinstance(result, tuple) else (result,)
-    for out in outputs:
-        if not isinstance(out, Tensor):
-            raise TypeError(f"fn must return a Tensor or a tuple of Tensors, got {type(out).__name__}")
-    return outputs
-
-
-def _checked_inputs(inputs):
-    """(fn's arguments, [(position, Tensor) to check]): float arrays become Tensors that require grad."""
-    args, checked = [], []
-    for position, value in enumerate(inputs):
-        if isinstance(value, Tensor):
-            tensor = value
-        elif hasattr(value, "dtype") and getattr(value, "dtype").kind == "f":
-            tensor = Tensor(value, requires_grad=True)
-        else:
-            args.append(value)
-            continue
-        if tensor.requires_grad:
-            if tensor.dtype != np.float64:
-                raise TypeError(f"gradcheck input {position} must be float64, got {tensor.dtype}")
-            # perturbation writes through a flat view, which needs contiguous memory; a copy with
-            # order="C" (not ascontiguousarray, which turns a 0-d array into shape (1,))
-            if not tensor.data.flags.c_contiguous:
-                tensor.data = tensor.data.copy(order="C")
-            checked.append((position, tensor))
-        args.append(tensor)
-    if not checked:
-        raise ValueError("gradcheck found no input to check (pass float64 arrays or Tensors with requires_grad=True)")
-    return args, checked
-
-
 def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-4, seed: int = 0) -> bool:
     """Compare ``fn``'s backward with central differences; raise ``GradcheckError`` on mismatch.
 
@@ -96,23 +63,20 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
     atol = checks.real("gradcheck", "atol", atol, low=0.0)
     rtol = checks.real("gradcheck", "rtol", rtol, low=0.0)
     seed = checks.integer("gradcheck", "seed", seed, low=0)
-    args, checked = _checked_inputs(inputs)
+    args, checked = tensor_checks.gradcheck_inputs(inputs)
 
     # the analytic gradient: one backward of L = Σ ⟨w, output⟩
-    outputs = _as_outputs(fn(*args))
+    outputs = tensor_checks.returned_tensors(fn(*args))
     generator = np.random.default_rng(seed)
     weights = [backend.to_device(generator.standard_normal(out.shape)).astype(out.dtype) for out in outputs]
     for _, tensor in checked:
         tensor.grad = None
     terms = [(out * Tensor._wrap(w)).sum() for out, w in zip(outputs, weights) if out.requires_grad]
     if terms:
-        loss = terms[0]
-        for term in terms[1:]:
-            loss = loss + term
-        loss.backward()
+        sum(terms[1:], terms[0]).backward()
 
     def projected_loss() -> float:  # L at the current inputs, a Python float
-        return float(sum((out.data * w).sum().item() for out, w in zip(_as_outputs(fn(*args)), weights)))
+        return float(sum((out.data * w).sum().item() for out, w in zip(tensor_checks.returned_tensors(fn(*args)), weights)))
 
     # the numerical gradient, element by element, against it
     for position, tensor in checked:

@@ -22,12 +22,9 @@ from tinyspike.autograd import Tensor, concatenate, stack
 from tinyspike.functional import surrogate as surrogates
 from tinyspike.nn.checkpoint import load_checkpoint, save_checkpoint
 
+from helpers import host
+
 BACKENDS = ("numpy", "cupy")
-
-
-def host(value):
-    """A NumPy copy of a Tensor's or array's data (explicit: .get() on the device)."""
-    return backend.to_numpy(value.data if isinstance(value, Tensor) else value)
 
 
 def normal(shape, seed, dtype=np.float32, loc=0.0, scale=1.0):

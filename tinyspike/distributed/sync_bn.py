@@ -55,10 +55,9 @@ order, as data-parallel training does.
 
 from __future__ import annotations
 
-from tinyspike import backend, checks, kernels
+from tinyspike import backend, checks, kernels, tensor_checks
 from tinyspike.autograd import Function
 from tinyspike.distributed.buckets import check_communicator
-from tinyspike.functional import _checks
 from tinyspike.functional.norm import as_rows, channel_axis, normalize, training_input_gradient, update_running_stats
 from tinyspike.nn.layers import BatchNorm2d
 
@@ -145,21 +144,21 @@ def synchronized_batch_norm(x, weight, bias, running_mean, running_var, comm, mo
     one-element list, receives N, the number of values per channel over all ranks.
     """
     comm = check_communicator(_FN, comm)
-    data = _checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
+    data = tensor_checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
     momentum = checks.real(_FN, "momentum", momentum, 0.0, 1.0)
     eps = checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
     channels = data.shape[channel_axis(data.ndim)]
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
-            param = _checks.tensor_arg(_FN, name, value, ndims=(1,))
+            param = tensor_checks.tensor_arg(_FN, name, value, ndims=(1,))
             if param.shape != (channels,):
                 raise ValueError(f"{_FN}: {name} must have shape ({channels},), got {tuple(param.shape)}")
-            _checks.same_dtype(_FN, name, param, "x", data)
+            checks.same_dtype(_FN, name, param, "x", data)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{_FN}: running_mean and running_var must both be arrays or both be None")
     for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
-        if buf is not None and tuple(_checks.array_of(buf).shape) != (channels,):
-            raise ValueError(f"{_FN}: {name} must have shape ({channels},), got {tuple(_checks.array_of(buf).shape)}")
+        if buf is not None and tuple(tensor_checks.array_of(buf).shape) != (channels,):
+            raise ValueError(f"{_FN}: {name} must have shape ({channels},), got {tuple(tensor_checks.array_of(buf).shape)}")
     return SyncBatchNormFunction.apply(x, weight, bias, running_mean, running_var, momentum, eps, comm, count_out)
 
 

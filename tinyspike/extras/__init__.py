@@ -5,7 +5,7 @@
     loss.py         mse_loss
 
 They keep the core's contract (a Function with its backward derived in the docstring, arguments
-checked at the public boundary with ``functional._checks``) and are re-exported by
+checked at the public boundary with ``tinyspike.tensor_checks``) and are re-exported by
 ``tinyspike.functional``, so ``F.relu`` and ``F.max_pool2d`` work as before.
 """
 

@@ -7,9 +7,8 @@ None of them is in a spiking model of the zoo (the spiking non-linearity, LIF, i
 
 from __future__ import annotations
 
-from tinyspike import backend, checks
+from tinyspike import backend, checks, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 
 class ReLUFunction(Function):
@@ -87,17 +86,17 @@ def _axis(fn, data, axis):
 
 def relu(x):
     """max(x, 0), element-wise."""
-    _checks.tensor_arg("relu", "x", x)
+    tensor_checks.tensor_arg("relu", "x", x)
     return ReLUFunction.apply(x)
 
 
 def softmax(x, axis=-1):
     """Softmax along ``axis`` (numerically stable)."""
-    data = _checks.tensor_arg("softmax", "x", x)
+    data = tensor_checks.tensor_arg("softmax", "x", x)
     return SoftmaxFunction.apply(x, _axis("softmax", data, axis))
 
 
 def log_softmax(x, axis=-1):
     """log(softmax(x)) along ``axis``, computed without forming softmax (stable for large |x|)."""
-    data = _checks.tensor_arg("log_softmax", "x", x)
+    data = tensor_checks.tensor_arg("log_softmax", "x", x)
     return LogSoftmaxFunction.apply(x, _axis("log_softmax", data, axis))

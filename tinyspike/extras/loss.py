@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from tinyspike import backend
+from tinyspike import backend, checks, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 
 class MSELossFunction(Function):
@@ -43,11 +42,11 @@ class MSELossFunction(Function):
 def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name
     """Mean squared error between ``input`` and ``target`` of the same shape and dtype."""
     fn = "mse_loss"
-    x = _checks.tensor_arg(fn, "input", input)
-    t = _checks.tensor_arg(fn, "target", target)
+    x = tensor_checks.tensor_arg(fn, "input", input)
+    t = tensor_checks.tensor_arg(fn, "target", target)
     if x.shape != t.shape:
         raise ValueError(f"{fn}: target must have input's shape {tuple(x.shape)}, got {tuple(t.shape)}")
-    _checks.same_dtype(fn, "target", t, "input", x)
-    _checks.same_backend(fn, "target", t, "input", x)
-    reduction = _checks.reduction_arg(fn, reduction)
+    checks.same_dtype(fn, "target", t, "input", x)
+    checks.same_backend(fn, "target", t, "input", x)
+    reduction = tensor_checks.reduction_arg(fn, reduction)
     return MSELossFunction.apply(input, target, reduction)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import numpy as np  # only for the small bin matrices of adaptive pooling, built on the host
 
-from tinyspike import backend, checks
+from tinyspike import backend, checks, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 from tinyspike.functional.pool import (
-    GlobalAvgPool2dFunction, crop_spatial, fold_time, pad_spatial, pooled_size, window_args, window_offsets,
+    GlobalAvgPool2dFunction, crop_spatial, fold_time, pad_spatial, pooled_size, window_offsets,
 )
 
 
@@ -64,7 +63,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
 
     The gradient goes to the first maximum of each window (row-major order inside the window).
     """
-    kernel, stride, padding = window_args("max_pool2d", x, kernel_size, stride, padding)
+    kernel, stride, padding = tensor_checks.pool_window("max_pool2d", x, kernel_size, stride, padding)
     return MaxPool2dFunction.apply(x, kernel, stride, padding)
 
 
@@ -114,7 +113,7 @@ def adaptive_avg_pool2d(x, output_size):
     Returns [N, C, Ho, Wo] (or [T, B, C, Ho, Wo]); output_size 1 is the global average with
     the spatial axes kept (use ``global_avg_pool2d`` to drop them).
     """
-    _checks.tensor_arg("adaptive_avg_pool2d", "x", x, ndims=(4, 5))
+    tensor_checks.tensor_arg("adaptive_avg_pool2d", "x", x, ndims=(4, 5))
     output_size = checks.int_pair("adaptive_avg_pool2d", "output_size", output_size, low=1)
     if output_size == (1, 1):
         y = GlobalAvgPool2dFunction.apply(x)

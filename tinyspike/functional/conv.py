@@ -38,9 +38,8 @@ driver with CUDA im2col/col2im (``kernels.cuda.conv``).
 
 from __future__ import annotations
 
-from tinyspike import backend, checks, kernels
+from tinyspike import backend, checks, kernels, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 _FN = "conv2d"
 
@@ -62,9 +61,8 @@ class Conv2dFunction(Function):
             raise ValueError(f"{_FN}: spike_input=True but x holds values other than 0 and 1 ({not_binary} of them)")
         x_saved = (spikes if spike_input else x4) if needs_w else None  # x is needed only for dW
         ctx.save_for_backward(x_saved, weight if needs_x else None)
-        ctx.x_shape, ctx.fold = x4.shape, fold
+        ctx.x_shape, ctx.w_shape, ctx.fold = x4.shape, weight.shape, fold
         ctx.stride, ctx.padding = stride, padding
-        ctx.w_shape = weight.shape
         return y.reshape(fold + y.shape[1:]) if fold else y
 
     @staticmethod
@@ -98,24 +96,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, spike_input=False):
     Returns a Tensor [N, O, OH, OW] (or [T, B, O, OH, OW]) of x's dtype, with
     OH = (H + 2·ph - kh)//sh + 1 and OW alike.
     """
-    data = _checks.tensor_arg(_FN, "x", x, ndims=(4, 5))
-    w, _ = _checks.weight_and_bias(_FN, weight, bias, data, ndim=4)
-    if min(w.shape) < 1:
-        raise ValueError(f"{_FN}: weight must have sizes >= 1 ([out, in, kh, kw]), got shape {tuple(w.shape)}")
-    if data.shape[-3] != w.shape[1]:
-        layout = "[T, B, C, H, W]" if data.ndim == 5 else "[N, C, H, W]"
-        raise ValueError(
-            f"{_FN}: x has {data.shape[-3]} channels (shape {tuple(data.shape)}, {layout}) but weight "
-            f"expects {w.shape[1]} (weight shape {tuple(w.shape)} is [out, in, kh, kw])"
-        )
-    stride = checks.int_pair(_FN, "stride", stride, low=1)
-    padding = checks.int_pair(_FN, "padding", padding, low=0)
+    stride, padding = tensor_checks.conv2d_geometry(_FN, x, weight, bias, stride, padding)
     spike_input = checks.boolean(_FN, "spike_input", spike_input)
-    for axis, name in ((0, "height"), (1, "width")):
-        size, kernel = data.shape[-2 + axis], w.shape[2 + axis]
-        if size + 2 * padding[axis] < kernel:
-            raise ValueError(
-                f"{_FN}: the output would be empty: input {name} {size} + 2·padding {padding[axis]} "
-                f"is smaller than the kernel {name} {kernel}"
-            )
     return Conv2dFunction.apply(x, weight, bias, stride, padding, spike_input)

@@ -3,9 +3,8 @@ by 1/(1 − p) so that E[y] = x and evaluation needs no rescaling (it is the ide
 
 from __future__ import annotations
 
-from tinyspike import backend, checks
+from tinyspike import backend, checks, tensor_checks
 from tinyspike.autograd import Function, Tensor
-from tinyspike.functional import _checks
 
 _FN = "dropout"
 
@@ -42,11 +41,11 @@ def dropout(x, p, training, rng=None):
     for CuPy arrays; a legacy ``RandomState`` is refused) or, when None, from ``backend.rng()``, so a seeded
     run repeats exactly.
     """
-    data = _checks.tensor_arg(_FN, "x", x)
+    data = tensor_checks.tensor_arg(_FN, "x", x)
     p = checks.real(_FN, "p", p, 0.0, 1.0, high_open=True)
     training = checks.boolean(_FN, "training", training)
     if rng is not None:  # a Generator of x's backend: NumPy's for NumPy arrays, CuPy's for CuPy arrays
-        _checks.generator_for(_FN, "rng", rng, data)
+        tensor_checks.generator_for(_FN, "rng", rng, data)
     if not training or p == 0.0:
         return x if isinstance(x, Tensor) else Tensor._wrap(data)
     generator = backend.rng() if rng is None else rng

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np  # dtype arithmetic only (saved_bytes_per_neuron_step)
 
-from tinyspike import checks, kernels
+from tinyspike import checks, kernels, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 from tinyspike.functional import surrogate as surrogates
 from tinyspike.kernels.reference.lif import saves_codes
 
@@ -92,11 +91,7 @@ def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular"):
     on every call: no state survives between calls.
     """
     fn = "lif"
-    data = _checks.tensor_arg(fn, "x", x)
-    if data.ndim < 2:
-        raise ValueError(f"{fn}: x must be at least 2-D, time first [T, ...], got shape {tuple(data.shape)}")
-    if data.shape[0] < 1:
-        raise ValueError(f"{fn}: x must have at least one time step (x.shape[0] >= 1), got shape {tuple(data.shape)}")
+    tensor_checks.time_first(fn, x)
     v_th = checks.real(fn, "v_th", v_th, low=0.0, low_open=True)
     decay = checks.real(fn, "decay", decay, low=0.0, high=1.0)
     detach_reset = checks.boolean(fn, "detach_reset", detach_reset)
@@ -109,6 +104,4 @@ def lif(x, v_th=0.5, decay=0.25, detach_reset=True, surrogate="rectangular"):
 
 def saved_bytes_per_neuron_step(dtype, surrogate="rectangular", detach_reset=True) -> int:
     """Bytes the LIF saves for backward per neuron and time step (1 for the default, else itemsize)."""
-    if saves_codes(surrogates.get(surrogate), detach_reset):
-        return 1
-    return np.dtype(dtype).itemsize
+    return 1 if saves_codes(surrogates.get(surrogate), detach_reset) else np.dtype(dtype).itemsize

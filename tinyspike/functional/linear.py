@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tinyspike import tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 _FN = "linear"
 
@@ -48,14 +48,6 @@ class LinearFunction(Function):
 
 def linear(x, weight, bias=None):
     """y = x · Wᵀ + b for x [..., in_features], weight [out_features, in_features], bias [out_features]."""
-    data = _checks.tensor_arg(_FN, "x", x)
-    if data.ndim < 1:
-        raise ValueError(f"{_FN}: x must have at least 1 dimension, got a scalar")
-    w, _ = _checks.weight_and_bias(_FN, weight, bias, data, ndim=2)
-    if w.shape[1] != data.shape[-1]:
-        raise ValueError(
-            f"{_FN}: x's last dimension ({data.shape[-1]}) must equal weight's in_features "
-            f"(weight shape {tuple(w.shape)} is [out_features, in_features])"
-        )
+    tensor_checks.in_features(_FN, x, weight, bias)
     return LinearFunction.apply(x, weight, bias)
 

@@ -6,9 +6,8 @@ per-sample losses. (Mean squared error, which no trainer uses, is in ``tinyspike
 
 from __future__ import annotations
 
-from tinyspike import backend, checks
+from tinyspike import backend, checks, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 
 class CrossEntropyFunction(Function):
@@ -72,22 +71,8 @@ def cross_entropy(logits, target, label_smoothing=0.0, reduction="mean"):
     q = (1 − ε)·onehot + ε/K. ``reduction``: "mean" | "sum" | "none".
     """
     fn = "cross_entropy"
-    z = _checks.tensor_arg(fn, "logits", logits, ndims=(2,))
-    t = _checks.array_of(target)
-    if not _checks.is_array_like(t):
-        raise TypeError(f"{fn}: target must be a Tensor or array of class indices, got {type(target).__name__}")
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: target must have an integer dtype (class indices), got {t.dtype}")
-    n, k = z.shape
-    if t.shape != (n,):
-        raise ValueError(f"{fn}: target must have shape ({n},) to match logits {tuple(z.shape)}, got {tuple(t.shape)}")
-    if n == 0 or k == 0:
-        raise ValueError(f"{fn}: logits must have at least one sample and one class, got shape {tuple(z.shape)}")
-    _checks.same_backend(fn, "target", t, "logits", z)
-    bounds = backend.array_module_of(t).stack([t.min(), t.max()])
-    low, high = (int(v) for v in backend.to_numpy(bounds))  # one host-device synchronisation for both
-    if low < 0 or high >= k:
-        raise ValueError(f"{fn}: target values must be in [0, {k}) for {k} classes, got values in [{low}, {high}]")
+    z = tensor_checks.tensor_arg(fn, "logits", logits, ndims=(2,))
+    t = tensor_checks.class_targets(fn, target, z)
     label_smoothing = checks.real(fn, "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
-    reduction = _checks.reduction_arg(fn, reduction)
+    reduction = tensor_checks.reduction_arg(fn, reduction)
     return CrossEntropyFunction.apply(logits, t, label_smoothing, reduction)

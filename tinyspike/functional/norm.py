@@ -49,11 +49,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np  # the message of a bad running buffer only
-
-from tinyspike import backend, checks, kernels
+from tinyspike import backend, checks, kernels, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 _FN = "batch_norm"
 
@@ -65,11 +62,9 @@ def channel_axis(ndim: int) -> int:
 
 def as_rows(array, axis: int):
     """View ``array`` as [M, C, S] (M = product of the axes before the channel, S after it)."""
-    xp = backend.array_module_of(array)
     shape = array.shape
-    rows = math.prod(shape[:axis])
-    length = math.prod(shape[axis + 1 :])
-    return xp.ascontiguousarray(array).reshape(rows, shape[axis], length)
+    rows, length = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    return backend.array_module_of(array).ascontiguousarray(array).reshape(rows, shape[axis], length)
 
 
 # The formulas of the module docstring, written once; the synchronized batch norm of
@@ -110,7 +105,6 @@ class BatchNormFunction(Function):
         xp = backend.array_module_of(x)
         axis = channel_axis(x.ndim)
         x3 = as_rows(x, axis)
-        channels = x3.shape[1]
         n = x3.shape[0] * x3.shape[2]
         ctx.kernels = kernels.NORM.pick()  # once: backward runs the same implementation
 
@@ -120,8 +114,7 @@ class BatchNormFunction(Function):
                 update_running_stats(running_mean, running_var, mean, var, n, momentum)
         else:
             # Copies, so that a later change of the buffers cannot change this call's backward.
-            mean = running_mean.astype(xp.float64)
-            var = running_var.astype(xp.float64)
+            mean, var = running_mean.astype(xp.float64), running_var.astype(xp.float64)
         y3, invstd, gamma = normalize(ctx.kernels, x3, mean, var, weight, bias, eps)
 
         needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -160,34 +153,6 @@ class BatchNormFunction(Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
-def _check_running_stats(running_mean, running_var) -> None:
-    """Evaluation normalises with the running statistics: they must be finite, the variance >= 0.
-
-    A negative variance would make √(σ² + ε) NaN for every value of its channel. One pass over two
-    [C] vectors per call, outside the kernels, and one host-device synchronisation (``.item()``)
-    for both; which buffer is bad is found only when one is.
-    """
-    xp = backend.array_module_of(running_mean)
-    mean_ok = xp.isfinite(running_mean).all()
-    if (mean_ok & (xp.isfinite(running_var) & (running_var >= 0)).all()).item():
-        return
-    if not mean_ok.item():
-        raise ValueError(
-            f"{_FN}: running_mean must be finite in evaluation mode, got {_first_bad(running_mean, False)}"
-        )
-    raise ValueError(
-        f"{_FN}: running_var must be finite and >= 0 in evaluation mode, got {_first_bad(running_var, True)}"
-    )
-
-
-def _first_bad(buffer, negative_is_bad: bool) -> str:
-    """The first non-finite (or negative) entry of a [C] buffer, for the message."""
-    values = backend.to_numpy(buffer)
-    bad = ~np.isfinite(values) | ((values < 0) if negative_is_bad else False)
-    channel = int(np.argmax(bad))
-    return f"{values[channel]} at channel {channel}"
-
-
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """Batch norm over the channel axis (1; 2 for 5-D time-first input, i.e. tdBN).
 
@@ -205,7 +170,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
 
     Returns a Tensor of x's shape and dtype. See the module docstring for the maths.
     """
-    data = _checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
+    data = tensor_checks.tensor_arg(_FN, "x", x, ndims=(2, 3, 4, 5))
     training = checks.boolean(_FN, "training", training)
     momentum = checks.real(_FN, "momentum", momentum, 0.0, 1.0)
     eps = checks.real(_FN, "eps", eps, 0.0, None, low_open=True)
@@ -215,24 +180,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     where = f" (channel axis {axis} of x with shape {tuple(data.shape)})"
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
-            _checks.parameter(_FN, name, value, data, 1, (channels,), where)
-
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{_FN}: running_mean and running_var must both be arrays or both be None")
-    if running_mean is None:
-        if not training:
-            raise ValueError(f"{_FN}: evaluation mode (training=False) needs running_mean and running_var")
-    else:
-        running_mean = _checks.array_of(running_mean)
-        running_var = _checks.array_of(running_var)
-        for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
-            _checks.tensor_arg(_FN, name, buf, ndims=(1,))
-            if buf.shape != (channels,):
-                raise ValueError(f"{_FN}: {name} must have shape ({channels},), got {tuple(buf.shape)}")
-            _checks.same_backend(_FN, name, buf, "x", data)
-        if not training:
-            _check_running_stats(running_mean, running_var)
-
+            tensor_checks.parameter(_FN, name, value, data, 1, (channels,), where)
+    running_mean, running_var = tensor_checks.running_stats(_FN, running_mean, running_var, data, channels, training)
     if training:
         n = data.size // channels if channels else 0
         if n < 2:

@@ -19,9 +19,8 @@ slices (adjoint of a gather = scatter-add).
 
 from __future__ import annotations
 
-from tinyspike import backend, checks
+from tinyspike import backend, tensor_checks
 from tinyspike.autograd import Function
-from tinyspike.functional import _checks
 
 
 def fold_time(x):
@@ -55,24 +54,6 @@ def pooled_size(in_size, kernel, stride, padding):
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(in_size, kernel, stride, padding))
 
 
-def window_args(fn, x, kernel_size, stride, padding):
-    """A windowed pool's checked (kernel, stride, padding) pairs; stride None means kernel."""
-    data = _checks.tensor_arg(fn, "x", x, ndims=(4, 5))
-    kernel = checks.int_pair(fn, "kernel_size", kernel_size, low=1)
-    stride = kernel if stride is None else checks.int_pair(fn, "stride", stride, low=1)
-    padding = checks.int_pair(fn, "padding", padding, low=0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{fn}: padding must be at most half of kernel_size {kernel}, got {padding}")
-    in_size = data.shape[-2:]
-    out_size = pooled_size(in_size, kernel, stride, padding)
-    if min(out_size) < 1:
-        raise ValueError(
-            f"{fn}: input of spatial size {tuple(in_size)} is smaller than kernel_size {kernel} "
-            f"(padding {padding}): no output pixel"
-        )
-    return kernel, stride, padding
-
-
 class AvgPool2dFunction(Function):
     """y[n,c,p,q] = (1/(kh·kw)) Σ_{i,j} x_pad[n, c, p·sh + i, q·sw + j]   (zeros count: PyTorch's
     default ``count_include_pad=True``).
@@ -87,13 +68,10 @@ class AvgPool2dFunction(Function):
         xp = backend.array_module_of(x)
         padded = pad_spatial(x4, padding, 0)
         out_size = pooled_size(x4.shape[2:], kernel, stride, padding)
-        acc = None
-        for _, rows, cols in window_offsets(kernel, stride, out_size):
-            window = padded[:, :, rows, cols]
-            if acc is None:
-                acc = window.copy()
-            else:
-                acc += window
+        windows = (padded[:, :, rows, cols] for _, rows, cols in window_offsets(kernel, stride, out_size))
+        acc = next(windows).copy()  # then added to in place: one output-sized buffer
+        for window in windows:
+            acc += window
         acc *= xp.asarray(1.0 / (kernel[0] * kernel[1]), dtype=x.dtype)
         ctx.geometry = (x.shape, padded.shape, kernel, stride, padding, out_size)
         return acc.reshape(lead + acc.shape[1:])
@@ -114,7 +92,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 
     Padded zeros count in the average (PyTorch's ``count_include_pad=True``); no ``ceil_mode``.
     """
-    kernel, stride, padding = window_args("avg_pool2d", x, kernel_size, stride, padding)
+    kernel, stride, padding = tensor_checks.pool_window("avg_pool2d", x, kernel_size, stride, padding)
     return AvgPool2dFunction.apply(x, kernel, stride, padding)
 
 
@@ -140,5 +118,5 @@ class GlobalAvgPool2dFunction(Function):
 
 def global_avg_pool2d(x):
     """Mean over the spatial axes: [N, C, H, W] → [N, C], [T, B, C, H, W] → [T, B, C]."""
-    _checks.tensor_arg("global_avg_pool2d", "x", x, ndims=(4, 5))
+    tensor_checks.tensor_arg("global_avg_pool2d", "x", x, ndims=(4, 5))
     return GlobalAvgPool2dFunction.apply(x)

@@ -68,11 +68,6 @@ def heaviside_scalar(d, const):
     return const.one if d > const.zero else const.zero
 
 
-def _positive(where: str, name: str, value) -> float:
-    # checks.real: a finite real number (NumPy scalars too; bools, strings, NaN and ±inf refused)
-    return checks.real(where, name, value, low=0.0, low_open=True)
-
-
 def _sigmoid(z):
     # 0.5·tanh(z/2) + 0.5 equals 1/(1 + e^-z) and never overflows (e^-z does for z < -88 in float32).
     xp = backend.array_module_of(z)
@@ -103,7 +98,8 @@ class Surrogate:
     mask_window = False
 
     def __init__(self, value: float | None = None):
-        self.param = _positive(f"surrogate {self.name!r}", self.param_name, self.default if value is None else value)
+        value = self.default if value is None else value  # a finite real number > 0 (checks.real)
+        self.param = checks.real(f"surrogate {self.name!r}", self.param_name, value, low=0.0, low_open=True)
 
     def spike(self, d):
         """Forward spike value for ``d = u - V_th``: 1 where d > 0 (strict), else 0, in d's dtype."""
@@ -125,18 +121,15 @@ class Surrogate:
         """
         cls = type(self)
         owner = _defining_class(cls, "scalar_grad")
-        if cls.scalar_grad is None or cls.cuda_grad is None:
-            return None
-        if not (issubclass(owner, _defining_class(cls, "grad")) and issubclass(owner, _defining_class(cls, "spike"))):
+        if cls.scalar_grad is None or cls.cuda_grad is None or not all(
+            issubclass(owner, _defining_class(cls, method)) for method in ("grad", "spike")
+        ):
             return None
         return FastForms(cls.scalar_spike, cls.scalar_grad, cls.cuda_spike, cls.cuda_grad, cls.mask_window)
 
-    def _const(self, d, value):
-        # Constants take d's dtype, so float32 stays float32 and fast kernels can repeat the ops.
-        return d.dtype.type(value)
-
-    def _constants_like(self, d):
-        return tuple(self._const(d, value) for value in self.constants())
+    def constants_like(self, d):
+        """``constants()`` in d's dtype, so float32 stays float32 and fast kernels can repeat the ops."""
+        return tuple(d.dtype.type(value) for value in self.constants())
 
     def __repr__(self):
         return f"{type(self).__name__}({self.param_name}={self.param!r})"
@@ -152,26 +145,20 @@ class _WidthSurrogate(Surrogate):
     """A bump with a finite support, parameterised by its ``width``."""
 
     param_name = "width"
+    width = property(lambda self: self.param)
 
     def __init__(self, width: float | None = None):
         super().__init__(width)
-
-    @property
-    def width(self) -> float:
-        return self.param
 
 
 class _SlopeSurrogate(Surrogate):
     """A smooth bump, parameterised by its steepness ``alpha``."""
 
     param_name = "alpha"
+    alpha = property(lambda self: self.param)
 
     def __init__(self, alpha: float | None = None):
         super().__init__(alpha)
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
 
 class Rectangular(_WidthSurrogate):
@@ -189,7 +176,7 @@ class Rectangular(_WidthSurrogate):
 
     def grad(self, d):
         xp = backend.array_module_of(d)
-        half, inv = self._constants_like(d)
+        half, inv = self.constants_like(d)
         return (xp.abs(d) < half).astype(d.dtype) * inv
 
     @staticmethod
@@ -210,8 +197,8 @@ class Triangle(_WidthSurrogate):
 
     def grad(self, d):
         xp = backend.array_module_of(d)
-        inv, _ = self._constants_like(d)
-        return xp.maximum(self._const(d, 0.0), 1 - xp.abs(d) * inv) * inv
+        inv, _ = self.constants_like(d)
+        return xp.maximum(d.dtype.type(0), 1 - xp.abs(d) * inv) * inv
 
     @staticmethod
     def scalar_grad(d, const):
@@ -231,7 +218,7 @@ class Sigmoid(_SlopeSurrogate):
         return self.param, 0.0  # α
 
     def grad(self, d):
-        alpha, _ = self._constants_like(d)
+        alpha, _ = self.constants_like(d)
         sig = _sigmoid(alpha * d)
         return alpha * sig * (1 - sig)
 
@@ -253,7 +240,7 @@ class ATan(_SlopeSurrogate):
         return math.pi / 2 * self.param, self.param / 2  # π/2·α, α/2
 
     def grad(self, d):
-        slope, height = self._constants_like(d)
+        slope, height = self.constants_like(d)
         z = slope * d
         return height / (1 + z * z)
 
@@ -276,7 +263,7 @@ class FastSigmoid(_SlopeSurrogate):
 
     def grad(self, d):
         xp = backend.array_module_of(d)
-        alpha, _ = self._constants_like(d)
+        alpha, _ = self.constants_like(d)
         z = 1 + alpha * xp.abs(d)
         return 1 / (z * z)
 
@@ -299,7 +286,7 @@ class Smooth(Sigmoid):
     binary = False
 
     def spike(self, d):
-        return _sigmoid(self._const(d, self.param) * d)
+        return _sigmoid(d.dtype.type(self.param) * d)
 
     @staticmethod
     def scalar_spike(d, const):

@@ -50,36 +50,12 @@ def current_choice() -> str:
     return _choice.get()
 
 
-# The Numba modules are imported on first use: importing Numba costs about half a second, and the
-# CuPy backend never needs it. (The CUDA modules import only NumPy; they load CuPy when they run.)
-
-
-def _numba_cpu_lif():
-    from tinyspike.kernels.numba_cpu import lif
-
-    return lif
-
-
-def _numba_cpu_conv():
-    from tinyspike.kernels.numba_cpu import conv
-
-    return conv
-
-
-def _numba_cpu_norm():
-    from tinyspike.kernels.numba_cpu import norm
-
-    return norm
-
-
 class KernelTable:
     """One kernel group's implementations: the reference module, a Numba one, a CUDA one (or None)."""
 
     def __init__(self, group: str, reference, numba_cpu, cuda):
-        self.group = group
-        self.reference = reference
-        self._load_numba_cpu = numba_cpu  # a function returning the module (lazy import), or None
-        self.cuda = cuda
+        self.group, self.reference, self.cuda = group, reference, cuda
+        self._load_numba_cpu = numba_cpu  # a function returning the module (a lazy import), or None
 
     @property
     def numba_cpu(self):
@@ -96,9 +72,18 @@ class KernelTable:
         return f"KernelTable({self.group!r})"
 
 
-LIF = KernelTable("lif", reference=reference_lif, numba_cpu=_numba_cpu_lif, cuda=cuda_lif)
-CONV = KernelTable("conv", reference=reference_conv, numba_cpu=_numba_cpu_conv, cuda=cuda_conv)
-NORM = KernelTable("norm", reference=reference_norm, numba_cpu=_numba_cpu_norm, cuda=None)
+def _numba_cpu(group: str):
+    """The Numba module of ``group``, imported on first use: importing Numba is slow (benchmarks/README.md,
+    "Import time"), and the CuPy backend never needs it. (The CUDA modules import only NumPy; they load
+    CuPy when they run.) Plain imports, so that jump-to-definition finds each module."""
+    from tinyspike.kernels.numba_cpu import conv, lif, norm
+
+    return {"lif": lif, "conv": conv, "norm": norm}[group]
+
+
+LIF = KernelTable("lif", reference=reference_lif, numba_cpu=lambda: _numba_cpu("lif"), cuda=cuda_lif)
+CONV = KernelTable("conv", reference=reference_conv, numba_cpu=lambda: _numba_cpu("conv"), cuda=cuda_conv)
+NORM = KernelTable("norm", reference=reference_norm, numba_cpu=lambda: _numba_cpu("norm"), cuda=None)
 
 
 def implementation_name(table: KernelTable) -> str:
