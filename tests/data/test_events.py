@@ -220,3 +220,119 @@ def test_real_recording_frames_by_number_and_time():
     assert f[:, 1].sum() == ev["p"].sum()
     g = to_frames(ev, 10, (128, 128), "time")
     assert g.sum() == n
+
+
+# ---- to_frames against a per-event reference (the fast path counts contiguous slices) ----
+
+FRAME_DTYPE_LIMITS = {  # the largest count each output dtype holds exactly
+    "float32": 2**24, "float64": 2**53, "uint8": 255, "uint16": 65535, "int16": 32767,
+    "uint32": 2**32 - 1, "int32": 2**31 - 1, "int64": 2**63 - 1,
+}
+
+
+def _reference_frame_of(k, t, n, T, split_by):
+    """Event k's frame, straight from the module docstring's rules, in Python ints."""
+    if split_by == "number":
+        d = n // T
+        return T - 1 if d == 0 else min(k // d, T - 1)
+    t0, t1 = min(t), max(t)
+    if split_by == "time":
+        return 0 if t1 == t0 else min((t[k] - t0) * T // (t1 - t0), T - 1)
+    return min((t[k] - t0) // ((t1 - t0) // T), T - 1)  # "time_spikingjelly"
+
+
+def _reference_counts(events, T, sensor, target, split_by):
+    """int64 [T, 2, Ht, Wt] counts, one event at a time in stream order."""
+    (H, W), (Ht, Wt) = sensor, target
+    t = [int(v) for v in events["t"]]
+    out = np.zeros((T, 2, Ht, Wt), dtype=np.int64)
+    for k, e in enumerate(events):
+        i = _reference_frame_of(k, t, len(t), T, split_by)
+        out[i, int(e["p"]), int(e["y"]) * Ht // H, int(e["x"]) * Wt // W] += 1
+    return out
+
+
+@st.composite
+def event_streams(draw):
+    """Up to 2,000 events on a small sensor (a quarter of them 1 or 2 pixels), with time spans
+    that put many events on window edges (a few µs) or none (one instant), sorted by time or
+    not. Events are drawn with NumPy from a drawn seed: lists of 2,000 would be slow to draw."""
+    n = draw(st.integers(0, 2000) | st.integers(1500, 2000))
+    any_sensor = st.tuples(st.integers(1, 40), st.integers(1, 40))
+    H, W = draw(st.one_of(any_sensor, any_sensor, any_sensor, st.sampled_from([(1, 1), (1, 2)])))
+    span = draw(st.sampled_from([0, 1, 5, 11, 60, 10**6, 2**40]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t = draw(st.integers(-(2**40), 2**40)) + rng.integers(0, span + 1, n)
+    if draw(st.booleans()):
+        t = np.sort(t)
+    events = make_events(t, rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n))
+    return events, (H, W)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=event_streams(), T=st.integers(1, 12),
+       split_by=st.sampled_from(["number", "time", "time_spikingjelly"]),
+       shrink=st.tuples(st.integers(1, 40), st.integers(1, 40)) | st.none(),
+       dtype=st.sampled_from(sorted(FRAME_DTYPE_LIMITS)))
+def test_to_frames_equals_a_per_event_count(stream, T, split_by, shrink, dtype):
+    events, (H, W) = stream
+    target = (H, W) if shrink is None else (min(shrink[0], H), min(shrink[1], W))
+    size = None if shrink is None else target
+    call = lambda: to_frames(events, T, (H, W), split_by, size=size, dtype=dtype, source="rec")
+    if split_by == "time_spikingjelly" and len(events) and np.ptp(events["t"]) < T:
+        with pytest.raises(ValueError, match="rec: split_by='time_spikingjelly' needs events spanning"):
+            call()
+        return
+    expect = _reference_counts(events, T, (H, W), target, split_by)
+    if expect.max(initial=0) > FRAME_DTYPE_LIMITS[dtype]:
+        with pytest.raises(ValueError, match=f"rec: a pixel collected {expect.max()} events in one frame"):
+            call()
+        return
+    frames = call()
+    assert frames.dtype == np.dtype(dtype) and frames.shape == (T, 2, *target)
+    np.testing.assert_array_equal(frames, expect)  # exact: counts are integers in every dtype
+
+
+def test_a_stream_out_of_time_order_counts_as_the_sorted_one_by_time():
+    # The time rules depend on t alone; "number" depends on stream order.
+    rng = np.random.default_rng(3)
+    n = 1000
+    events = make_events(rng.integers(0, 500, n), rng.integers(0, 8, n), rng.integers(0, 8, n),
+                         rng.integers(0, 2, n))
+    in_order = events[np.argsort(events["t"], kind="stable")]
+    for split_by in ("time", "time_spikingjelly"):
+        np.testing.assert_array_equal(to_frames(events, 7, (8, 8), split_by),
+                                      to_frames(in_order, 7, (8, 8), split_by))
+    assert not np.array_equal(to_frames(events, 7, (8, 8)), to_frames(in_order, 7, (8, 8)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 1200), T=st.integers(1, 4), on=st.floats(0, 1),
+       dtype=st.sampled_from(["uint8", "int16"]))
+def test_a_count_beyond_the_dtype_is_refused_exactly_when_one_occurs(n, T, on, dtype):
+    # One pixel: frame i's count is its number of events of each polarity, so counts cross
+    # 255 (uint8) for some draws and not others; int16 (32767) never overflows here.
+    p = (np.arange(n) < round(on * n)).astype(np.int64)
+    events = make_events(np.arange(n), np.zeros(n, np.int64), np.zeros(n, np.int64), p)
+    expect = _reference_counts(events, T, (1, 1), (1, 1), "number")
+    if expect.max(initial=0) > FRAME_DTYPE_LIMITS[dtype]:
+        message = f"a pixel collected {expect.max()} events in one frame, more than dtype {dtype}"
+        with pytest.raises(ValueError, match=message):
+            to_frames(events, T, (1, 1), dtype=dtype)
+    else:
+        np.testing.assert_array_equal(to_frames(events, T, (1, 1), dtype=dtype), expect)
+
+
+@pytest.mark.skipif(not BIGGEST.is_file(), reason=f"real DVS128 recording not found at {BIGGEST}")
+def test_real_recording_equals_counting_each_event_at_its_frame_slice():
+    from tinyspike.data.aedat import read_aedat2
+
+    ev = read_aedat2(BIGGEST)
+    for split_by in ("number", "time", "time_spikingjelly"):
+        for size in (None, 48):
+            Ht = 128 if size is None else size
+            expect = np.zeros((10, 2, Ht, Ht), dtype=np.int64)
+            np.add.at(expect, (frame_slices(ev, 10, split_by), ev["p"],
+                               ev["y"].astype(np.int64) * Ht // 128, ev["x"].astype(np.int64) * Ht // 128), 1)
+            np.testing.assert_array_equal(to_frames(ev, 10, (128, 128), split_by, size=size, dtype=np.int32),
+                                          expect)
