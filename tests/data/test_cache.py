@@ -163,3 +163,30 @@ def test_compact_counts():
         compact_counts(np.array([1.5]))
     with pytest.raises(ValueError, match="non-negative integers"):
         compact_counts(np.array([-1]))
+
+
+def _flip_in(data: bytes, anchor: bytes, offset: int, mask: int) -> bytes:
+    at = data.index(anchor) + offset
+    return data[:at] + bytes([data[at] ^ mask]) + data[at + 1 :]
+
+
+# One flipped byte, and what NumPy/zipfile then raise (measured by flipping every byte of a
+# stored entry): a broken Python literal in a member's .npy header, read before any checksum,
+# and the zip's "encrypted" flag. Each must read as a damaged entry, to be rebuilt.
+BROKEN_ENTRIES = {
+    "tokenize.TokenError": (b"{'descr': '|u1'", 0, 1),  # '{' -> 'z': an unclosed bracket
+    "SyntaxError": (b"{'descr': '|u1'", 11, 80),
+    "TypeError": (b"{'descr': '|u1'", 16, 66),
+    "RuntimeError (encrypted flag)": (b"PK\x01\x02", 8, 1),  # central directory: general-purpose flags
+}
+
+
+@pytest.mark.parametrize("what", sorted(BROKEN_ENTRIES))
+def test_a_flipped_byte_that_breaks_the_header_is_rebuilt(tmp_path, caplog, what):
+    store = FrameCache(tmp_path, compress=False)
+    # Large enough that zipfile hands NumPy the header before it has read (and checked the CRC
+    # of) the whole member, as for real frames.
+    path = store.save(PARAMS, {"frames": np.zeros((5, 3, 2, 34, 34), np.uint8)})
+    path.write_bytes(_flip_in(path.read_bytes(), *BROKEN_ENTRIES[what]))
+    assert store.load(PARAMS) is None
+    assert "unreadable" in caplog.text and "rebuilt" in caplog.text

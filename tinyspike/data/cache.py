@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -44,10 +45,12 @@ _PARAMS_KEY = "__params__"
 
 # What np.load raises on a damaged .npz, as measured on truncated and byte-flipped files: the zip
 # layer (BadZipFile: bad CRC, no central directory; NotImplementedError: a flipped compression
-# method), zlib (a corrupt deflate stream), the .npy header parser (ValueError, struct.error) and
-# short reads (EOFError, OSError).
+# method; RuntimeError: a flipped "encrypted" flag), zlib (a corrupt deflate stream), the .npy
+# header parser (ValueError, struct.error; and tokenize.TokenError, SyntaxError or TypeError when a
+# flipped byte breaks the header's Python literal before NumPy's own check sees it) and short reads
+# (EOFError, OSError).
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, struct.error, zipfile.BadZipFile, zlib.error,
-               NotImplementedError)
+               NotImplementedError, RuntimeError, SyntaxError, TypeError, tokenize.TokenError)
 
 def _check_json_value(value, where: str) -> None:
     # Only plain JSON types: str() of an arbitrary object (an ndarray, a Path) may not change
