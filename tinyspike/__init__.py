@@ -15,19 +15,14 @@ The layers, each importing only the ones above it (see DESIGN.md):
     cli         tinyspike train | eval | info
 """
 
-import os
+# No environment variable is set here: the Numba CPU kernels of the training step run on
+# tinyspike's own worker threads (kernels/numba_cpu/workers.py), not on Numba's OpenMP threads,
+# so OpenMP's wait policy neither helps nor hurts them, and importing tinyspike leaves it (and
+# so the speed of any other OpenMP user in the process, PyTorch for one) as the user set it.
 
-# OpenMP waiting policy for the Numba kernels. By default an OpenMP worker spins after a parallel
-# loop, waiting for the next one. On a machine with few cores that spinning steals the core that
-# OpenBLAS (the conv GEMMs) or another process needs, and a parallel kernel then waits for a
-# scheduler tick to get it back. Passive waiting removed that (the measurements are in
-# benchmarks/README.md, "Training step"). Set only if the user has not chosen, and before any
-# OpenMP loop has run.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from tinyspike.backend import seed, to_numpy, use  # noqa: E402
-from tinyspike.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad  # noqa: E402
-from tinyspike.gradcheck import GradcheckError, gradcheck  # noqa: E402
+from tinyspike.backend import seed, to_numpy, use
+from tinyspike.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from tinyspike.gradcheck import GradcheckError, gradcheck
 
 __version__ = "0.1.0"
 

@@ -40,15 +40,10 @@ faster than the same code with a run-time stride that happens to be 1).
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor, wait
-
-import numba
 import numpy as np
 from numba import njit, prange
 
+from tinyspike.kernels.numba_cpu import workers
 from tinyspike.kernels.numba_cpu.blas_threads import single_threaded_blas
 from tinyspike.kernels.reference.conv import output_size
 
@@ -304,66 +299,24 @@ def _gather_grad(grad_y, n0, dy_rows, grad_b):
             grad_b[o] += total
 
 
-_pool_lock = threading.Lock()
-_pool: dict = {"executor": None, "size": 0, "pid": None}
-_workspaces = threading.local()  # per worker thread: buffers reused from call to call
-
-
-def _workspace(name: str, size: int, dtype) -> np.ndarray:
-    """A 1-D buffer of at least ``size`` elements owned by the calling thread (grown, never shrunk).
-
-    Reused because a fresh large buffer costs page faults on first touch (DESIGN.md: about 12 ms
-    per 216 MiB); the buffers here are a few MiB per thread.
-    """
-    buffers = getattr(_workspaces, "buffers", None)
-    if buffers is None:
-        buffers = _workspaces.buffers = {}
-    key = (name, np.dtype(dtype))
-    buffer = buffers.get(key)
-    if buffer is None or buffer.size < size:
-        buffer = buffers[key] = np.empty(size, dtype=dtype)
-    return buffer[:size]
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The worker threads, started once; started again in a forked child (threads do not survive fork)."""
-    with _pool_lock:
-        if _pool["size"] < workers or _pool["pid"] != os.getpid():
-            if _pool["executor"] is not None and _pool["pid"] == os.getpid():
-                _pool["executor"].shutdown(wait=True)
-            _pool["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="tinyspike-conv")
-            _pool["size"], _pool["pid"] = workers, os.getpid()
-        return _pool["executor"]
-
-
 def _run_chunks(n_samples: int, per_chunk: int, work) -> list:
-    """Call ``work(next_chunk)`` on one worker per core; return each worker's result.
+    """Call ``work(next_chunk)`` on every worker (``workers.run``) with the BLAS on one thread.
 
-    ``next_chunk()`` hands out (n0, n1) sample ranges until none are left, so a core that runs
-    faster (the other one busy with something else) simply takes more chunks. The number of
-    workers is Numba's thread count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), the
-    calling thread being one of them.
+    ``next_chunk()`` hands out (n0, n1) sample ranges until none are left.
     """
     starts = range(0, n_samples, per_chunk)
-    workers = max(1, min(numba.get_num_threads(), len(starts)))
-    counter = itertools.count()  # next() on it is atomic under the GIL
 
-    def next_chunk():
-        index = next(counter)
-        if index >= len(starts):
-            return None
-        n0 = starts[index]
-        return n0, min(n_samples, n0 + per_chunk)
+    def chunks(next_task):
+        def next_chunk():
+            index = next_task()
+            if index is None:
+                return None
+            return starts[index], min(n_samples, starts[index] + per_chunk)
+
+        return work(next_chunk)
 
     with single_threaded_blas():
-        if workers == 1:
-            return [work(next_chunk)]
-        futures = [_executor(workers - 1).submit(work, next_chunk) for _ in range(workers - 1)]
-        try:
-            mine = work(next_chunk)
-        finally:  # never return (or raise) while another worker still writes into our arrays
-            wait(futures)
-        return [mine] + [future.result() for future in futures]
+        return workers.run(len(starts), chunks)
 
 
 def _samples_per_chunk(rows: int, positions: int, itemsize: int) -> int:
@@ -405,9 +358,9 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=No
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
-        rows_buffer = _workspace("rows", per_chunk * positions * k, dtype)
-        y_buffer = _workspace("y_rows", per_chunk * positions * o, dtype)
-        xhwc = _workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
+        rows_buffer = workers.workspace("rows", per_chunk * positions * k, dtype)
+        y_buffer = workers.workspace("y_rows", per_chunk * positions * o, dtype)
+        xhwc = workers.workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
         not_binary = 0
         while (chunk := next_chunk()) is not None:
             n0, n1 = chunk
@@ -445,9 +398,9 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
     per_chunk = _samples_per_chunk(k, positions, dtype.itemsize)
 
     def work(next_chunk):
-        dy_buffer = _workspace("dy_rows", per_chunk * positions * o, dtype)
-        rows_buffer = _workspace("rows", per_chunk * positions * k, dtype)
-        xhwc = _workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
+        dy_buffer = workers.workspace("dy_rows", per_chunk * positions * o, dtype)
+        rows_buffer = workers.workspace("rows", per_chunk * positions * k, dtype)
+        xhwc = workers.workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
         dwt_chunk = np.empty((k, o), dtype)
         dwt = np.zeros((k, o), np.float64)
         db = np.zeros(o, np.float64)

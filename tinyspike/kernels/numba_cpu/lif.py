@@ -2,8 +2,9 @@
 
 Read the reference first; this file only changes *how* the loops run:
 
-- The neurons are split into chunks of ``CHUNK`` and the chunks shared between the cores
-  (``prange``). Inside a chunk, time is the outer loop and the neurons of the chunk the inner one:
+- The neurons are split into chunks of ``CHUNK``, and ranges of chunks shared between the
+  cores (``workers.ranges``: the kernels are serial, ``nogil``, called on one range each from the
+  worker threads that run the convolutions too). Inside a chunk, time is the outer loop and the neurons of the chunk the inner one:
   every step streams a contiguous slice of x (vectorised), while the state carried from step to
   step (τ·u·(1 - s) forward, g_u backward) stays in a chunk-sized buffer in L1 cache. Measured on
   the 2-core CI machine (benchmarks/README.md): faster than both "time outer, prange over all
@@ -25,9 +26,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import register_jitable
 
+from tinyspike.kernels.numba_cpu import workers
 from tinyspike.kernels.reference import lif as _reference
 from tinyspike.kernels.reference.lif import MASK_BIT, SPIKE_BIT, saves_codes
 
@@ -45,13 +47,14 @@ def _scalar_constants(dtype, surrogate):
 
 # ---- the 1-byte code path (rectangular surrogate, detach_reset): no surrogate call at all -------
 # One time step for one chunk of neurons is the inner loop over 1-D contiguous slices (LLVM
-# vectorises it); the chunks are shared between the cores (prange); time runs in between.
+# vectorises it); each call runs the chunks first..last-1 (a range from ``workers.ranges``).
 
 
-@njit(parallel=True, cache=True)
-def _forward_codes(x, vth, tau, const, spikes, codes):
-    steps, n = x.shape
-    for chunk in prange((n + CHUNK - 1) // CHUNK):
+@njit(nogil=True, cache=True)
+def _forward_codes(x, vth, tau, const, spikes, codes, first, last):
+    n = x.shape[1]
+    steps = x.shape[0]
+    for chunk in range(first, last):
         lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
         carry = np.zeros(hi - lo, dtype=x.dtype)  # τ · u[t-1] · (1 - s[t-1]); 0 before t = 0
         for t in range(steps):
@@ -65,10 +68,10 @@ def _forward_codes(x, vth, tau, const, spikes, codes):
                 carry[j] = tau * u * (const.one - s)  # τ · u[t] · (1 - s[t]), for the next step
 
 
-@njit(parallel=True, cache=True)
-def _backward_codes(grad_spikes, codes, tau, const, grad_x):
+@njit(nogil=True, cache=True)
+def _backward_codes(grad_spikes, codes, tau, const, grad_x, first, last):
     steps, n = grad_spikes.shape
-    for chunk in prange((n + CHUNK - 1) // CHUNK):
+    for chunk in range(first, last):
         lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
         g_next = np.zeros(hi - lo, dtype=grad_spikes.dtype)  # g_u[t+1]; 0 after the last step
         for t in range(steps - 1, -1, -1):
@@ -103,10 +106,10 @@ def _membrane_kernels(scalar_spike, scalar_grad):
     """
     spike_fn, grad_fn = _jitable(scalar_spike), _jitable(scalar_grad)
 
-    @njit(parallel=True, cache=True)
-    def forward(x, vth, tau, const, spikes, membrane):
+    @njit(nogil=True, cache=True)
+    def forward(x, vth, tau, const, spikes, membrane, first, last):
         steps, n = x.shape
-        for chunk in prange((n + CHUNK - 1) // CHUNK):
+        for chunk in range(first, last):
             lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
             carry = np.zeros(hi - lo, dtype=x.dtype)
             for t in range(steps):
@@ -118,10 +121,10 @@ def _membrane_kernels(scalar_spike, scalar_grad):
                     membrane_t[j] = u
                     carry[j] = tau * u * (const.one - s)
 
-    @njit(parallel=True, cache=True)
-    def backward(grad_spikes, membrane, vth, tau, const, detach_reset, grad_x):
+    @njit(nogil=True, cache=True)
+    def backward(grad_spikes, membrane, vth, tau, const, detach_reset, grad_x, first, last):
         steps, n = grad_spikes.shape
-        for chunk in prange((n + CHUNK - 1) // CHUNK):
+        for chunk in range(first, last):
             lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, n)
             g_next = np.zeros(hi - lo, dtype=grad_spikes.dtype)
             for t in range(steps - 1, -1, -1):
@@ -141,6 +144,11 @@ def _membrane_kernels(scalar_spike, scalar_grad):
     return forward, backward
 
 
+def _over_chunks(array2d, body) -> None:
+    """``body(first, last)`` on ranges of the chunks of ``array2d``'s neurons (its second axis), on every worker."""
+    workers.ranges(-(-array2d.shape[1] // CHUNK), 1, body)
+
+
 def _compiled(array, surrogate) -> bool:
     return surrogate.fast_forms() is not None and array.dtype in (np.float32, np.float64)
 
@@ -155,11 +163,12 @@ def lif_forward(x, v_th: float, decay: float, surrogate, detach_reset: bool = Tr
     spikes = np.empty_like(x2)
     if saves_codes(surrogate, detach_reset):
         saved = np.empty(x2.shape, dtype=np.uint8)
-        _forward_codes(x2, vth, tau, const, spikes, saved)
+        _over_chunks(x2, lambda lo, hi: _forward_codes(x2, vth, tau, const, spikes, saved, lo, hi))
     else:
         forms = surrogate.fast_forms()
+        forward = _membrane_kernels(forms.scalar_spike, forms.scalar_grad)[0]
         saved = np.empty_like(x2)
-        _membrane_kernels(forms.scalar_spike, forms.scalar_grad)[0](x2, vth, tau, const, spikes, saved)
+        _over_chunks(x2, lambda lo, hi: forward(x2, vth, tau, const, spikes, saved, lo, hi))
     return spikes.reshape(x.shape), saved.reshape(x.shape)
 
 
@@ -173,8 +182,9 @@ def lif_backward(grad_spikes, saved, v_th: float, decay: float, surrogate, detac
     vth, tau, const = dtype.type(v_th), dtype.type(decay), _scalar_constants(dtype, surrogate)
     grad_x = np.empty_like(g2)
     if saved.dtype == np.uint8:
-        _backward_codes(g2, s2, tau, const, grad_x)
+        _over_chunks(g2, lambda lo, hi: _backward_codes(g2, s2, tau, const, grad_x, lo, hi))
     else:
-        forms = surrogate.fast_forms()
-        _membrane_kernels(forms.scalar_spike, forms.scalar_grad)[1](g2, s2, vth, tau, const, bool(detach_reset), grad_x)
+        forms, detach = surrogate.fast_forms(), bool(detach_reset)
+        backward = _membrane_kernels(forms.scalar_spike, forms.scalar_grad)[1]
+        _over_chunks(g2, lambda lo, hi: backward(g2, s2, vth, tau, const, detach, grad_x, lo, hi))
     return grad_x.reshape(shape)

@@ -3,7 +3,8 @@
 
 Why these are faster than the reference: NumPy reduces ``x[M, C, S]`` over axes (0, 2) with
 strided passes and float64 temporaries the size of ``x``. Here every loop runs over the rows
-``x[m, c, :]`` (contiguous, S elements each), in parallel over the M·C rows, and each kernel
+``x[m, c, :]`` (contiguous, S elements each), in parallel over the M·C rows (ranges of rows on
+the worker threads, ``workers.ranges``: the kernels are serial and ``nogil``), and each kernel
 reads its inputs exactly once:
 
 - ``bn_stats``: one pass computing Σ(x − K) and Σ(x − K)² per row (float64), then a tiny
@@ -34,17 +35,23 @@ Trainer catches it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from tinyspike.kernels.numba_cpu import workers
 
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+ROWS_GRAIN = 16  # the fewest rows x[m, c, :] a worker takes at once
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _row_shifted_sums(x, shift):
-    rows, channels, length = x.shape
-    sums = np.empty((rows, channels), dtype=np.float64)
-    squares = np.empty((rows, channels), dtype=np.float64)
-    for r in prange(rows * channels):
+def _over_rows(x, body) -> None:
+    """``body(first, last)`` on ranges of the M·C rows of ``x[M, C, S]``, on every worker."""
+    workers.ranges(x.shape[0] * x.shape[1], ROWS_GRAIN, body)
+
+
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+def _row_shifted_sums(x, shift, sums, squares, first, last):
+    channels, length = x.shape[1], x.shape[2]
+    for r in range(first, last):
         m = r // channels
         c = r - m * channels
         channel_shift = shift[c]
@@ -56,7 +63,6 @@ def _row_shifted_sums(x, shift):
             s2 += d * d
         sums[m, c] = s1
         squares[m, c] = s2
-    return sums, squares
 
 
 def bn_stats(x):
@@ -64,38 +70,37 @@ def bn_stats(x):
     rows, _, length = x.shape
     n = rows * length
     shift = x[0, :, 0].astype(np.float64)
-    sums, squares = _row_shifted_sums(x, shift)
+    sums, squares = np.empty(x.shape[:2]), np.empty(x.shape[:2])
+    _over_rows(x, lambda lo, hi: _row_shifted_sums(x, shift, sums, squares, lo, hi))
     shifted_mean = sums.sum(axis=0) / n
     var = squares.sum(axis=0) / n - shifted_mean * shifted_mean
     # Rounding can leave a constant channel at -1e-17; a variance is never negative.
     return shift + shifted_mean, np.maximum(var, 0.0)
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _apply(x, scale, shift):
-    rows, channels, length = x.shape
-    y = np.empty_like(x)
-    for r in prange(rows * channels):
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+def _apply(x, scale, shift, y, first, last):
+    channels, length = x.shape[1], x.shape[2]
+    for r in range(first, last):
         m = r // channels
         c = r - m * channels
         channel_scale = scale[c]
         channel_shift = shift[c]
         for j in range(length):
             y[m, c, j] = x[m, c, j] * channel_scale + channel_shift
-    return y
 
 
 def bn_apply(x, scale, shift):
     """``y[m, c, s] = x[m, c, s] · scale[c] + shift[c]`` in ``x``'s dtype."""
-    return _apply(x, scale.astype(x.dtype), shift.astype(x.dtype))
+    scale, shift, y = scale.astype(x.dtype), shift.astype(x.dtype), np.empty_like(x)
+    _over_rows(x, lambda lo, hi: _apply(x, scale, shift, y, lo, hi))
+    return y
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _row_backward_sums(dy, x, mean):
-    rows, channels, length = x.shape
-    sums = np.empty((rows, channels), dtype=np.float64)
-    dots = np.empty((rows, channels), dtype=np.float64)
-    for r in prange(rows * channels):
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+def _row_backward_sums(dy, x, mean, sums, dots, first, last):
+    channels, length = x.shape[1], x.shape[2]
+    for r in range(first, last):
         m = r // channels
         c = r - m * channels
         mu = mean[c]
@@ -107,20 +112,19 @@ def _row_backward_sums(dy, x, mean):
             s2 += g * (np.float64(x[m, c, j]) - mu)
         sums[m, c] = s1
         dots[m, c] = s2
-    return sums, dots
 
 
 def bn_backward_reduce(dy, x, mean):
     """``(Σ dy, Σ dy · (x − μ))`` per channel, in float64."""
-    sums, dots = _row_backward_sums(dy, x, mean.astype(np.float64))
+    mean, sums, dots = mean.astype(np.float64), np.empty(x.shape[:2]), np.empty(x.shape[:2])
+    _over_rows(x, lambda lo, hi: _row_backward_sums(dy, x, mean, sums, dots, lo, hi))
     return sums.sum(axis=0), dots.sum(axis=0)
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _backward_apply(dy, x, mean, g_scale, centred_scale, shift):
-    rows, channels, length = x.shape
-    dx = np.empty_like(x)
-    for r in prange(rows * channels):
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+def _backward_apply(dy, x, mean, g_scale, centred_scale, shift, dx, first, last):
+    channels, length = x.shape[1], x.shape[2]
+    for r in range(first, last):
         m = r // channels
         c = r - m * channels
         mu = mean[c]
@@ -129,12 +133,12 @@ def _backward_apply(dy, x, mean, g_scale, centred_scale, shift):
         channel_shift = shift[c]
         for j in range(length):
             dx[m, c, j] = dy[m, c, j] * channel_g_scale + (x[m, c, j] - mu) * channel_centred_scale + channel_shift
-    return dx
 
 
 def bn_backward_apply(dy, x, mean, g_scale, centred_scale, shift):
     """``dx = g_scale[c] · dy + centred_scale[c] · (x − μ[c]) + shift[c]`` in ``x``'s dtype."""
     dtype = x.dtype
-    return _backward_apply(
-        dy, x, mean.astype(dtype), g_scale.astype(dtype), centred_scale.astype(dtype), shift.astype(dtype)
-    )
+    mean, g_scale, centred_scale, shift = (a.astype(dtype) for a in (mean, g_scale, centred_scale, shift))
+    dx = np.empty_like(x)
+    _over_rows(x, lambda lo, hi: _backward_apply(dy, x, mean, g_scale, centred_scale, shift, dx, lo, hi))
+    return dx

@@ -1,0 +1,103 @@
+"""The worker threads every Numba CPU kernel of the training step shares (kernels/numba_cpu/workers.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyspike.kernels.numba_cpu import workers
+
+
+@pytest.fixture
+def worker_count():
+    """Set the number of workers for one test, then restore the default."""
+    yield workers.set_count
+    workers.set_count(None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 5000), grain=st.integers(1, 700), count=st.integers(1, 4))
+def test_ranges_cover_every_item_once_in_ranges_of_at_least_grain(n, grain, count):
+    workers.set_count(count)
+    try:
+        seen = np.zeros(n, np.int64)
+        spans, lock = [], threading.Lock()
+
+        def body(lo, hi):
+            seen[lo:hi] += 1  # disjoint ranges: no two threads write the same items
+            with lock:
+                spans.append((lo, hi))
+
+        workers.ranges(n, grain, body)
+    finally:
+        workers.set_count(None)
+    assert (seen == 1).all()
+    spans.sort()
+    assert spans[0][0] == 0 and spans[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # consecutive, no gap, no overlap
+    assert all(hi - lo >= min(grain, n) for lo, hi in spans)  # one range when n < grain
+    assert len(spans) <= max(1, workers.RANGES_PER_WORKER * count)
+
+
+def test_run_uses_the_workers_and_hands_out_each_task_once(worker_count):
+    worker_count(2)
+    done, names, lock = [], set(), threading.Lock()
+    barrier = threading.Barrier(2, timeout=10)  # passes only if two threads work at once
+
+    def work(next_task):
+        with lock:
+            names.add(threading.current_thread().name)
+        barrier.wait()
+        while (task := next_task()) is not None:
+            with lock:
+                done.append(task)
+        return task
+
+    results = workers.run(50, work)
+    assert sorted(done) == list(range(50)) and len(results) == 2 and len(names) == 2
+
+
+def test_an_error_in_one_worker_is_raised_after_all_have_finished(worker_count):
+    worker_count(2)
+    finished = []
+
+    def work(next_task):
+        task = next_task()
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("boom in the calling thread")
+        finished.append(task)  # the helper still runs to its end before run() returns
+        return task
+
+    with pytest.raises(RuntimeError, match="boom"):
+        workers.run(2, work)
+    assert len(finished) == 1
+
+
+def test_set_count_refuses_what_is_not_a_positive_int():
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises((TypeError, ValueError), match="workers"):
+            workers.set_count(bad)
+    assert workers.count() >= 1
+
+
+def test_a_training_step_starts_no_openmp_threads():
+    # The point of the shared workers: no Numba OpenMP pool, whose spinning threads would take the
+    # cores the convolutions need (and whose wait policy another library in the process decides).
+    code = (
+        "import numpy as np, numba.np.ufunc.parallel as omp\n"
+        "from tinyspike import models\n"
+        "from tinyspike.autograd import Tensor\n"
+        "from tinyspike.functional.loss import cross_entropy\n"
+        "m = models.build('ms_resnet8', time_steps=2, seed=0)\n"
+        "x = Tensor(np.random.default_rng(0).random((4, 3, 32, 32)).astype(np.float32))\n"
+        "cross_entropy(m(x), np.arange(4)).backward()\n"
+        "print(omp._is_initialized)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
