@@ -204,11 +204,18 @@ def test_numba_equals_reference(data, name, decay, dtype, detach_reset):
         np.testing.assert_allclose(g_nb, g_ref, rtol=tol, atol=tol * float(np.abs(g_ref).max(initial=1.0)))
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("name", ["rectangular", "atan"])
-def test_numba_equals_reference_many_chunks(name):
-    """More neurons than one Numba chunk, and a remainder, non-contiguous input."""
+def test_numba_equals_reference_many_chunks(name, shared, monkeypatch):
+    """More neurons than one Numba chunk, and a remainder, non-contiguous input; ``shared``: the
+    chunks split into ranges run by both workers (small work otherwise runs on one thread)."""
+    from tinyspike.kernels.numba_cpu import workers
+
+    if shared:
+        monkeypatch.setattr(workers, "SERIAL_BELOW", 0)
+        monkeypatch.setattr(workers, "count", lambda: 2)
     rng = np.random.default_rng(1)
-    x = rng.uniform(-0.5, 1.5, (7, 3, 4096 + 123)).astype(np.float32).transpose(0, 2, 1)  # [T, N, 3] view
+    x = rng.uniform(-0.5, 1.5, (7, 3, 5 * 4096 + 123)).astype(np.float32).transpose(0, 2, 1)  # [T, N, 3] view
     g = rng.standard_normal(x.shape).astype(np.float32)
     ref = run(x, g, surrogate=name, implementation="reference")
     nb = run(x, g, surrogate=name, implementation="numba_cpu")

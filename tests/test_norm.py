@@ -1,5 +1,7 @@
 """Batch norm / tdBN: kernels (numba == reference), gradients, REFERENCE.md §2 statistics, errors."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -59,8 +61,30 @@ def kernel_inputs(shape, dtype, offset, seed):
     dtype=st.sampled_from([np.float32, np.float64]),
     offset=st.sampled_from([0.0, 3.0, -50.0]),
     seed=st.integers(0, 2**16),
+    shared=st.booleans(),
 )
-def test_numba_kernels_equal_reference(shape, dtype, offset, seed):
+def test_numba_kernels_equal_reference(shape, dtype, offset, seed, shared):
+    # shared: the rows split into ranges run by both workers (small work otherwise runs on one thread)
+    with sharing_rows(shared):
+        check_numba_kernels_equal_reference(shape, dtype, offset, seed)
+
+
+@contextlib.contextmanager
+def sharing_rows(shared: bool):
+    """With ``shared``, even tiny inputs split their rows into ranges run by two workers."""
+    from tinyspike.kernels.numba_cpu import workers
+
+    norm_kernels = kernels.NORM.numba_cpu
+    saved = workers.SERIAL_BELOW, norm_kernels.ROWS_GRAIN, workers.count
+    if shared:
+        workers.SERIAL_BELOW, norm_kernels.ROWS_GRAIN, workers.count = 0, 1, (lambda: 2)
+    try:
+        yield
+    finally:
+        workers.SERIAL_BELOW, norm_kernels.ROWS_GRAIN, workers.count = saved
+
+
+def check_numba_kernels_equal_reference(shape, dtype, offset, seed):
     x, dy, (m, a, b, c) = kernel_inputs(shape, dtype, offset, seed)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     fast = {name: getattr(kernels.NORM.numba_cpu, name) for name in KERNELS}

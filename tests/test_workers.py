@@ -34,7 +34,7 @@ def test_ranges_cover_every_item_once_in_ranges_of_at_least_grain(n, grain, coun
             with lock:
                 spans.append((lo, hi))
 
-        workers.ranges(n, grain, body)
+        workers.ranges(n, grain, body, elements=workers.SERIAL_BELOW)  # large enough to share
     finally:
         workers.set_count(None)
     assert (seen == 1).all()
@@ -43,6 +43,14 @@ def test_ranges_cover_every_item_once_in_ranges_of_at_least_grain(n, grain, coun
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # consecutive, no gap, no overlap
     assert all(hi - lo >= min(grain, n) for lo, hi in spans)  # one range when n < grain
     assert len(spans) <= max(1, workers.RANGES_PER_WORKER * count)
+
+
+def test_small_work_runs_on_the_calling_thread_in_one_range(worker_count):
+    worker_count(2)
+    calls = []
+    workers.ranges(1000, 1, lambda lo, hi: calls.append((lo, hi, threading.current_thread())),
+                   elements=workers.SERIAL_BELOW - 1)
+    assert calls == [(0, 1000, threading.main_thread())]
 
 
 def test_run_uses_the_workers_and_hands_out_each_task_once(worker_count):

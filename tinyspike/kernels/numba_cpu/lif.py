@@ -146,7 +146,7 @@ def _membrane_kernels(scalar_spike, scalar_grad):
 
 def _over_chunks(array2d, body) -> None:
     """``body(first, last)`` on ranges of the chunks of ``array2d``'s neurons (its second axis), on every worker."""
-    workers.ranges(-(-array2d.shape[1] // CHUNK), 1, body)
+    workers.ranges(-(-array2d.shape[1] // CHUNK), 1, body, array2d.size)
 
 
 def _compiled(array, surrogate) -> bool:

@@ -45,7 +45,7 @@ ROWS_GRAIN = 16  # the fewest rows x[m, c, :] a worker takes at once
 
 def _over_rows(x, body) -> None:
     """``body(first, last)`` on ranges of the M·C rows of ``x[M, C, S]``, on every worker."""
-    workers.ranges(x.shape[0] * x.shape[1], ROWS_GRAIN, body)
+    workers.ranges(x.shape[0] * x.shape[1], ROWS_GRAIN, body, x.size)
 
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True)

@@ -11,8 +11,9 @@ as alone (benchmarks/README.md, "One pool of workers").
 
 ``run(work)`` calls ``work(next_task)`` on every worker (the calling thread is one of them);
 ``next_task()`` hands out task numbers until none are left, so a core that is faster (the other
-one busy with something else) takes more tasks. ``ranges(n, grain, body)`` is the common case:
-``body(lo, hi)`` over [0, n) cut into a few ranges of at least ``grain`` items each.
+one busy with something else) takes more tasks. ``ranges(n, grain, body, elements)`` is the
+common case: ``body(lo, hi)`` over [0, n) cut into a few ranges of at least ``grain`` items each
+(or one call on the calling thread when the work is too small to share).
 
 The number of workers is ``NUMBA_NUM_THREADS`` (Numba's setting: the environment variable, else
 the number of CPUs), or what ``set_count`` chose. Not ``numba.get_num_threads()``: that call
@@ -34,6 +35,11 @@ from tinyspike import checks
 # Ranges per worker in ``ranges``: more than one, so that a worker slowed down by another process
 # leaves work to the others; few, because every range costs a Numba call (a few µs).
 RANGES_PER_WORKER = 2
+# Below this many elements a memory-bound kernel (LIF, batch norm) runs on the calling thread
+# alone: waking a sleeping helper and waiting for it costs 70-90 µs here, more than a second
+# core saves on a few MB (measured on the 2-core CI machine, benchmarks/README.md "One pool of
+# workers": at 1 M float32 elements one thread was 1.3-1.8x faster, at 3 M two were 2-3x faster).
+SERIAL_BELOW = 1 << 21
 
 _pool_lock = threading.Lock()
 _pool: dict = {"executor": None, "size": 0, "pid": None, "count": None}
@@ -86,9 +92,13 @@ def run(n_tasks: int, work) -> list:
     return [mine] + [future.result() for future in futures]
 
 
-def ranges(n: int, grain: int, body) -> None:
+def ranges(n: int, grain: int, body, elements: int) -> None:
     """``body(lo, hi)`` for consecutive ranges covering [0, n), each of at least ``grain`` items
-    (one range if n < grain), spread over the workers."""
+    (one range if n < grain), spread over the workers; all on the calling thread, as
+    ``body(0, n)``, when the call touches fewer than ``SERIAL_BELOW`` array ``elements``."""
+    if elements < SERIAL_BELOW:
+        body(0, n)
+        return
     n_ranges = max(1, min(RANGES_PER_WORKER * count(), n // grain))
     bounds = np.linspace(0, n, n_ranges + 1).round().astype(np.int64)
 
