@@ -1,15 +1,34 @@
-"""Time and peak memory of one training step of a spiking ResNet (default MS-ResNet-20, B=64, T=6).
+"""One training step of MS-ResNet, tinyspike beside PyTorch eager on the CPU: time, ratio, peak memory.
 
-    python benchmarks/bench_train_step.py                      # the issue's configuration
-    python benchmarks/bench_train_step.py --model ms_resnet8 --batch 16 --steps 3
+    python benchmarks/bench_train_step.py                        # MS-ResNet-20, B=64, T=6
+    python benchmarks/bench_train_step.py --table                # every size of issue 14's table
+    python benchmarks/bench_train_step.py --model ms_resnet56 --batch 32 --time-steps 6
+    python benchmarks/bench_train_step.py --eval                 # forward under no_grad (bench_eval.py)
 
-One step = forward on a static [B, 3, H, W] batch (direct encoding over T), cross-entropy,
-backward, SGD(momentum 0.9, wd 1e-4) update. The measurement runs in a *fresh subprocess*, so the
-peak resident memory (VmHWM from /proc/self/status, or ru_maxrss where /proc is missing) is that
-of this training loop alone: tracemalloc would miss the buffers of Numba kernels and BLAS.
-Reported: the median and minimum over ``--steps`` timed steps after ``--warmup`` untimed ones
-(the first step compiles / loads the Numba kernels), the peak RSS, and the RSS before the model
-was built (interpreter + libraries), so the difference is what training itself costs.
+One step = forward on a static [B, 3, 32, 32] batch (direct encoding over T), cross-entropy,
+backward, SGD(momentum 0.9, wd 1e-4) update; the same network in both (benchmarks/torch_msresnet.py).
+``--eval``: the forward alone in evaluation mode (running statistics), under ``no_grad`` /
+``torch.no_grad()``.
+
+**Time**: both frameworks in one fresh process, their steps alternated (tinyspike, PyTorch,
+tinyspike, ...) after one untimed warm-up each, so that both see the same machine load; the
+ratio is taken step pair by step pair and its median reported. **Memory**: each framework alone
+in a fresh process, peak resident memory (VmHWM) minus the resident memory before the model was
+built (interpreter and libraries), so the figure is what the step itself costs.
+
+Two machine settings decide these figures, and the benchmark prints both:
+
+- The OpenMP wait policy of PyTorch's threads (tinyspike's kernels run on threads of their own,
+  kernels/numba_cpu/workers.py, and do not care). ``--wait-policy default`` (the default) leaves
+  ``OMP_WAIT_POLICY`` unset: libgomp's threads spin for a while after each parallel region, then
+  sleep, which PyTorch's many small regions profit from. ``passive``: they sleep at once (PyTorch
+  is then slower at small sizes). ``active``: they spin forever, also on the cores tinyspike's
+  step needs while PyTorch waits for its next step: that only measures the interference, not
+  either framework, and is offered for that.
+- Which kernels OpenBLAS (NumPy's GEMM) runs. Some machines here set ``OPENBLAS_CORETYPE`` (and
+  ``OPENBLAS_L2_SIZE``) to work around old OpenBLAS builds; that slows a current NumPy. To time
+  what OpenBLAS picks itself, unset both for the benchmark's command alone:
+  ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train_step.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +41,10 @@ import statistics
 import subprocess
 import sys
 import time
+
+# The sizes of issue 14's table, and the headline configuration last.
+TABLE = [("ms_resnet20", 32, 2), ("ms_resnet20", 32, 6), ("ms_resnet20", 32, 12), ("ms_resnet56", 32, 6),
+         ("ms_resnet110", 16, 6), ("ms_resnet20", 64, 6)]
 
 
 def memory_kib(field: str) -> int:
@@ -36,7 +59,14 @@ def memory_kib(field: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_child(args) -> dict:
+def depth_of(model: str) -> int:
+    return int(model.rsplit("resnet", 1)[1])
+
+
+# ---- the two steps, built in the child process ------------------------------------------------
+
+
+def tinyspike_step(args):
     import numpy as np
 
     import tinyspike
@@ -44,32 +74,149 @@ def run_child(args) -> dict:
     from tinyspike.autograd import Tensor
     from tinyspike.functional.loss import cross_entropy
 
-    baseline = memory_kib("VmRSS")
     tinyspike.seed(0)
     model = models.build(args.model, time_steps=args.time_steps, seed=0)
-    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     rng = np.random.default_rng(0)
-    x = Tensor(rng.standard_normal((args.batch, model.in_channels, args.size, args.size)).astype(np.float32))
+    x = Tensor(rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
     y = rng.integers(0, model.num_classes, args.batch)
+    if args.eval:
+        model.eval()
 
-    times, losses = [], []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
+        def step():
+            with tinyspike.no_grad():
+                return float(model(x).data.sum())
+
+        return step
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def step():
         opt.zero_grad()
         loss = cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        elapsed = time.perf_counter() - start
-        losses.append(loss.item())
-        if step >= args.warmup:
-            times.append(elapsed)
-        del loss
-    return {
-        "model": args.model, "batch": args.batch, "time_steps": args.time_steps, "size": args.size,
-        "steps": args.steps, "median_s": statistics.median(times), "min_s": min(times),
-        "times_s": times, "peak_rss_gib": memory_kib("VmHWM") / 2**20, "baseline_rss_gib": baseline / 2**20,
-        "losses": losses,
-    }
+        return loss.item()
+
+    return step
+
+
+def torch_step(args):
+    import torch
+    from torch_msresnet import build_torch_model
+
+    torch.manual_seed(0)
+    model = build_torch_model(torch, depth_of(args.model), time_steps=args.time_steps)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, 10, (args.batch,))
+    if args.eval:
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                return float(model(x).sum())
+
+        return step
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def blas_kernels() -> str:
+    from threadpoolctl import threadpool_info
+
+    return ", ".join(sorted({f"{p['internal_api']} {p.get('architecture')}" for p in threadpool_info()
+                             if p.get("user_api") == "blas"}))
+
+
+def child_time(args) -> dict:
+    """Alternate the two frameworks' steps in this process; the times of each and their ratios."""
+    steps = {"tinyspike": tinyspike_step(args)}
+    if not args.no_torch:
+        steps["pytorch"] = torch_step(args)
+    for step in steps.values():  # warm-up: Numba compilation / caches, PyTorch's first-call costs
+        step()
+    times = {name: [] for name in steps}
+    for _ in range(args.steps):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    result = {"times_s": times, "blas": blas_kernels(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
+    if "pytorch" in times:
+        result["ratios"] = [a / b for a, b in zip(times["tinyspike"], times["pytorch"])]
+        import torch
+
+        result["torch_threads"] = torch.get_num_threads()
+    return result
+
+
+def child_memory(args) -> dict:
+    """Peak resident memory of one framework's steps alone in this process, above its baseline."""
+    if args.framework == "pytorch":
+        import torch  # noqa: F401 - loaded before the baseline, as tinyspike's libraries are below
+    else:
+        import numba  # noqa: F401
+
+        import tinyspike  # noqa: F401
+    baseline = memory_kib("VmRSS")
+    step = (torch_step if args.framework == "pytorch" else tinyspike_step)(args)
+    for _ in range(2):
+        step()
+    return {"peak_above_baseline_gib": (memory_kib("VmHWM") - baseline) / 2**20, "baseline_gib": baseline / 2**20}
+
+
+# ---- the parent: one child per measurement ----------------------------------------------------
+
+
+def run_child(args, mode: str, extra=()) -> dict:
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if args.wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.wait_policy.upper()
+    command = [sys.executable, os.path.abspath(__file__), "--child", mode, "--model", args.model,
+               "--batch", str(args.batch), "--time-steps", str(args.time_steps), "--size", str(args.size),
+               "--steps", str(args.steps), "--wait-policy", args.wait_policy, *extra]
+    if args.eval:
+        command.append("--eval")
+    if args.no_torch:
+        command.append("--no-torch")
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(args) -> dict:
+    timing = run_child(args, "time")
+    result = {"model": args.model, "batch": args.batch, "time_steps": args.time_steps, "eval": args.eval,
+              "wait_policy": args.wait_policy, **timing}
+    if args.memory:
+        frameworks = ["tinyspike"] + ([] if args.no_torch else ["pytorch"])
+        result["memory"] = {f: run_child(args, "memory", ("--framework", f)) for f in frameworks}
+    return result
+
+
+def report(result) -> str:
+    what = "eval forward" if result["eval"] else "train step"
+    t = result["times_s"]
+    line = (f"{result['model']:13s} B={result['batch']:<3d} T={result['time_steps']:<2d} {what}: "
+            f"tinyspike {statistics.median(t['tinyspike']):.3f} s")
+    if "pytorch" in t:
+        r = result["ratios"]
+        line += (f"  pytorch {statistics.median(t['pytorch']):.3f} s  ratio {statistics.median(r):.2f} "
+                 f"(min {min(r):.2f}, max {max(r):.2f}, {len(r)} alternated pairs)")
+    if "memory" in result:
+        m = result["memory"]
+        line += f"  peak memory tinyspike {m['tinyspike']['peak_above_baseline_gib']:.2f} GiB"
+        if "pytorch" in m:
+            ratio = m["tinyspike"]["peak_above_baseline_gib"] / m["pytorch"]["peak_above_baseline_gib"]
+            line += f", pytorch {m['pytorch']['peak_above_baseline_gib']:.2f} GiB (ratio {ratio:.2f})"
+    return line
 
 
 def main(argv=None) -> None:
@@ -78,22 +225,39 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--time-steps", type=int, default=6)
     parser.add_argument("--size", type=int, default=32, help="input height = width")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (kernel compilation)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps of each framework")
+    parser.add_argument("--table", action="store_true", help="every size of issue 14's table")
+    parser.add_argument("--eval", action="store_true", help="forward under no_grad instead of a training step")
+    parser.add_argument("--wait-policy", choices=("default", "passive", "active"), default="default",
+                        help="OMP_WAIT_POLICY of the process for PyTorch's threads (default: unset)")
+    parser.add_argument("--memory", action="store_true", help="also peak memory, each framework alone")
+    parser.add_argument("--no-torch", action="store_true", help="tinyspike alone")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--child", choices=("time", "memory"), help=argparse.SUPPRESS)
+    parser.add_argument("--framework", choices=("tinyspike", "pytorch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_child(args)))
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        print(json.dumps(child_time(args) if args.child == "time" else child_memory(args)))
         return
-    command = [sys.executable, os.path.abspath(__file__), "--child"] + (argv if argv is not None else sys.argv[1:])
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    result = json.loads(output.strip().splitlines()[-1])
-    print(
-        f"{result['model']}  B={result['batch']} T={result['time_steps']} {result['size']}x{result['size']}  "
-        f"step median {result['median_s']:.3f} s (min {result['min_s']:.3f} s over {result['steps']})  "
-        f"peak RSS {result['peak_rss_gib']:.2f} GiB (before building: {result['baseline_rss_gib']:.2f} GiB)"
-    )
-    print(json.dumps(result))
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401 - only to know whether it is there
+        except ImportError:
+            print("PyTorch is not installed: timing tinyspike alone (pip install torch for the comparison)")
+            args.no_torch = True
+    configs = TABLE if args.table else [(args.model, args.batch, args.time_steps)]
+    results = []
+    for model, batch, time_steps in configs:
+        args.model, args.batch, args.time_steps = model, batch, time_steps
+        result = measure(args)
+        results.append(result)
+        print(report(result), flush=True)
+    print(f"(OMP_WAIT_POLICY={args.wait_policy}; BLAS: {results[0]['blas']}; "
+          f"PyTorch threads: {results[0].get('torch_threads', '-')})")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=1)
 
 
 if __name__ == "__main__":
