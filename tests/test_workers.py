@@ -109,3 +109,24 @@ def test_a_training_step_starts_no_openmp_threads():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"]
+
+
+def test_whole_batch_conv_kernels_on_shared_ranges_equal_the_reference(monkeypatch):
+    # Small inputs run on one thread; force the shared ranges, so that their bounds are tested too.
+    from tinyspike.kernels.numba_cpu import conv as fast
+    from tinyspike.kernels.reference import conv as reference
+
+    monkeypatch.setattr(workers, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(workers, "count", lambda: 2)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, (7, 3, 6, 5)).astype(np.float64)  # integers: every sum is exact
+    cols = reference.im2col(x, 3, 2, (2, 1), (1, 1))
+    np.testing.assert_array_equal(fast.im2col(x, 3, 2, (2, 1), (1, 1)), cols)
+    d = rng.integers(-3, 4, cols.shape).astype(np.float64)
+    np.testing.assert_array_equal(fast.col2im(d, x.shape, 3, 2, (2, 1), (1, 1)),
+                                  reference.col2im(d, x.shape, 3, 2, (2, 1), (1, 1)))
+    spikes = (rng.random((5, 70_001)) < 0.3).astype(np.float32)
+    spikes[2, 12_345] = 0.5
+    packed, expected = np.empty(spikes.shape, bool), np.empty(spikes.shape, bool)
+    assert fast.pack_spikes(spikes, packed) == reference.pack_spikes(spikes, expected) == 1
+    np.testing.assert_array_equal(packed, expected)

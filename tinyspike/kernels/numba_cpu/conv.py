@@ -3,8 +3,9 @@
 Two layouts of the same columns (read the reference module first):
 
 - ``im2col`` / ``col2im``: the reference's layout ``cols[(c, a, b), (n, i, j)] = xpad[n, c,
-  i*sh + a, j*sw + b]``, ``[C*kh*kw, N*OH*OW]``, for the whole batch at once, ``prange`` over
-  samples (each sample writes its own columns and its own image planes: no races, no atomics).
+  i*sh + a, j*sw + b]``, ``[C*kh*kw, N*OH*OW]``, for the whole batch at once, ranges of samples
+  shared by the workers (each sample writes its own columns and its own image planes: no races,
+  no atomics).
   Each sample is first copied, zero-padded, into ``xpad [C, H + 2ph, W + 2pw]``, so every row of
   a column block is one plain copy of OW values with no edge cases.
 
@@ -41,7 +42,7 @@ faster than the same code with a run-time stride that happens to be 1).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tinyspike.kernels.numba_cpu import workers
 from tinyspike.kernels.numba_cpu.blas_threads import single_threaded_blas
@@ -121,14 +122,14 @@ def _col2im_sample(cols, n_cols, kh, kw, sh, sw, ph, pw, plane, out, n):
                 dst[j] = src[j]
 
 
-# ---- whole batch, Numba threads ---------------------------------------------------------------
+# ---- whole batch, samples shared by the workers --------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
-def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, cols):
+@njit(nogil=True, cache=True)
+def _im2col_samples(x, kh, kw, sh, sw, ph, pw, cols, first, last):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    for n in prange(x.shape[0]):
-        xpad = np.empty((channels, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
+    xpad = np.empty((channels, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
+    for n in range(first, last):
         _pad_sample(x, n, ph, pw, xpad)
         if sw == 1:
             _im2col_sample(xpad, kh, kw, sh, 1, cols, n)
@@ -136,11 +137,11 @@ def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, cols):
             _im2col_sample(xpad, kh, kw, sh, sw, cols, n)
 
 
-@njit(parallel=True, cache=True)
-def _col2im_parallel(cols, kh, kw, sh, sw, ph, pw, out):
+@njit(nogil=True, cache=True)
+def _col2im_samples(cols, kh, kw, sh, sw, ph, pw, out, first, last):
     height, width = out.shape[2], out.shape[3]
-    for n in prange(out.shape[0]):
-        plane = np.empty((height + 2 * ph, width + 2 * pw), dtype=out.dtype)
+    plane = np.empty((height + 2 * ph, width + 2 * pw), dtype=out.dtype)
+    for n in range(first, last):
         if sw == 1:
             _col2im_sample(cols, n, kh, kw, sh, 1, ph, pw, plane, out, n)
         else:
@@ -171,7 +172,8 @@ def im2col(x, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=None):
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     _check_out(out, shape, None, "im2col")
-    _im2col_parallel(_as_numeric(x), kh, kw, sh, sw, ph, pw, out.reshape(c * kh * kw, n, oh, ow))
+    x, grid = _as_numeric(x), out.reshape(c * kh * kw, n, oh, ow)
+    workers.ranges(n, 1, lambda lo, hi: _im2col_samples(x, kh, kw, sh, sw, ph, pw, grid, lo, hi), out.size)
     return out
 
 
@@ -184,7 +186,7 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=(1, 1), padding=(0, 0), out=N
         out = np.empty((n, c, h, w), dtype=cols.dtype)
     _check_out(out, (n, c, h, w), cols.dtype, "col2im")
     cols = np.ascontiguousarray(cols).reshape(c * kh * kw, n, oh, ow)
-    _col2im_parallel(cols, kh, kw, sh, sw, ph, pw, out)
+    workers.ranges(n, 1, lambda lo, hi: _col2im_samples(cols, kh, kw, sh, sw, ph, pw, out, lo, hi), cols.size)
     return out
 
 
@@ -434,11 +436,11 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
     return grad_x, grad_w, grad_b
 
 
-@njit(parallel=True, cache=True)
-def _pack_spikes(x, out):
-    """out = (x != 0); returns how many values were neither 0 nor 1."""
+@njit(nogil=True, cache=True)
+def _pack_spikes(x, out, first, last):
+    """out[first:last] = (x != 0); returns how many of those values were neither 0 nor 1."""
     not_binary = 0
-    for i in prange(x.shape[0]):
+    for i in range(first, last):
         value = x[i]
         not_binary += (value != 0) & (value != 1)
         out[i] = value != 0
@@ -447,4 +449,6 @@ def _pack_spikes(x, out):
 
 def pack_spikes(x, out) -> int:
     """out = (x != 0) as bool; returns how many values of x were neither 0 nor 1 (see the reference)."""
-    return int(_pack_spikes(np.ascontiguousarray(x).reshape(-1), out.reshape(-1)))
+    flat_x, flat_out, counts = np.ascontiguousarray(x).reshape(-1), out.reshape(-1), []
+    workers.ranges(flat_x.size, 1 << 16, lambda lo, hi: counts.append(_pack_spikes(flat_x, flat_out, lo, hi)), flat_x.size)
+    return int(sum(counts))
