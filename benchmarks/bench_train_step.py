@@ -13,8 +13,9 @@ backward, SGD(momentum 0.9, wd 1e-4) update; the same network in both (benchmark
 **Time**: both frameworks in one fresh process, their steps alternated (tinyspike, PyTorch,
 tinyspike, ...) after one untimed warm-up each, so that both see the same machine load; the
 ratio is taken step pair by step pair and its median reported. **Memory**: each framework alone
-in a fresh process, peak resident memory (VmHWM) minus the resident memory before the model was
-built (interpreter and libraries), so the figure is what the step itself costs.
+in a fresh process, peak resident memory (VmHWM) minus the resident memory after a warm-up step
+of the same network on one sample and one time step (libraries, compiled kernels), so the
+figure is what the batch itself costs.
 
 Two machine settings decide these figures, and the benchmark prints both:
 
@@ -157,15 +158,17 @@ def child_time(args) -> dict:
 
 
 def child_memory(args) -> dict:
-    """Peak resident memory of one framework's steps alone in this process, above its baseline."""
-    if args.framework == "pytorch":
-        import torch  # noqa: F401 - loaded before the baseline, as tinyspike's libraries are below
-    else:
-        import numba  # noqa: F401
+    """Peak resident memory of one framework's steps alone in this process, above its baseline.
 
-        import tinyspike  # noqa: F401
+    The baseline is the resident memory after one step of the same network on a single sample
+    and one time step: the libraries, their compiled kernels (Numba's loaded from its cache,
+    oneDNN's generated on first use) and the allocators' first blocks are in it for both
+    frameworks, so the difference is what the batch costs, not what loading code costs.
+    """
+    build = torch_step if args.framework == "pytorch" else tinyspike_step
+    build(argparse.Namespace(**{**vars(args), "batch": 1, "time_steps": 1}))()
     baseline = memory_kib("VmRSS")
-    step = (torch_step if args.framework == "pytorch" else tinyspike_step)(args)
+    step = build(args)
     for _ in range(2):
         step()
     return {"peak_above_baseline_gib": (memory_kib("VmHWM") - baseline) / 2**20, "baseline_gib": baseline / 2**20}
