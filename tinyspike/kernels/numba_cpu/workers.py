@@ -1,4 +1,4 @@
-"""One worker thread per core, shared by every Numba CPU kernel of the training step.
+"""One worker thread per core, shared by every Numba CPU kernel of tinyspike.
 
 The kernels here (conv, LIF, batch norm) are serial Numba loops compiled with ``nogil=True``;
 they run in parallel by being called on a range of the work from several Python threads at once
@@ -9,7 +9,7 @@ kernel nothing spins against anything, whatever ``OMP_WAIT_POLICY`` says, and so
 fast beside another OpenMP user in the same process (PyTorch, whose OpenMP runtime is shared)
 as alone (benchmarks/README.md, "One pool of workers").
 
-``run(work)`` calls ``work(next_task)`` on every worker (the calling thread is one of them);
+``run(n_tasks, work)`` calls ``work(next_task)`` on every worker (the calling thread is one of them);
 ``next_task()`` hands out task numbers until none are left, so a core that is faster (the other
 one busy with something else) takes more tasks. ``ranges(n, grain, body, elements)`` is the
 common case: ``body(lo, hi)`` over [0, n) cut into a few ranges of at least ``grain`` items each
