@@ -347,3 +347,14 @@ def test_reference_kernels_run_on_cupy():
     on_cpu = backward(g, x, weight, (2, 2), (1, 0), ALL, x.shape, weight.shape)
     for a, b in zip(on_gpu, on_cpu):
         np.testing.assert_allclose(a.get(), b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "fast"])
+def test_an_empty_batch_gives_empty_results_and_zero_weight_gradient(implementation):
+    x = Tensor(dev(np.zeros((0, 2, 5, 5))), requires_grad=True)
+    w = Tensor(dev(np.ones((3, 2, 3, 3))), requires_grad=True)
+    with kernels.use(implementation):
+        y = conv2d(x, w, padding=1, spike_input=True)
+        y.sum().backward()
+    assert y.shape == (0, 3, 5, 5) and x.grad.shape == (0, 2, 5, 5)
+    np.testing.assert_array_equal(host(w.grad), np.zeros((3, 2, 3, 3)))  # a sum over no samples

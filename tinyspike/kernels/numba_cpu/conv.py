@@ -326,6 +326,8 @@ def _samples_per_chunk(n_samples: int, row_length: int, positions: int, itemsize
     number of chunks is a multiple of the workers (5 chunks on 2 cores would leave one core idle
     for a fifth of the layer; 6 slightly smaller ones keep both busy)."""
     fit = max(1, CHUNK_BYTES // (row_length * positions * itemsize))
+    if n_samples == 0:  # an empty batch: no chunk at all
+        return fit
     n_chunks = -(-n_samples // fit)
     n_chunks = -(-n_chunks // workers.count()) * workers.count()
     return max(1, -(-n_samples // n_chunks))
