@@ -130,3 +130,28 @@ def test_whole_batch_conv_kernels_on_shared_ranges_equal_the_reference(monkeypat
     packed, expected = np.empty(spikes.shape, bool), np.empty(spikes.shape, bool)
     assert fast.pack_spikes(spikes, packed) == reference.pack_spikes(spikes, expected) == 1
     np.testing.assert_array_equal(packed, expected)
+
+
+def test_results_do_not_depend_on_the_number_of_workers(monkeypatch):
+    # Reductions (dW, db, batch-norm sums) are made per chunk or per row and summed in a fixed
+    # order, so float results are bit-identical whichever worker ran which part: what makes a
+    # resumed run bit-exact, and a 5-D input equal to its folded 4-D form.
+    from tinyspike.functional.surrogate import get
+    from tinyspike.kernels.numba_cpu import conv, lif, norm
+
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 4096)  # many small chunks
+    monkeypatch.setattr(workers, "SERIAL_BELOW", 0)
+    rng = np.random.default_rng(4)
+    # float64: float32 partial sums added in float64 would be exact in any order and hide it
+    x, w, g = rng.standard_normal((9, 3, 7, 6)), rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((9, 5, 7, 6))
+    results = []
+    for count in (1, 2, 3):
+        monkeypatch.setattr(workers, "count", lambda count=count: count)
+        y, _ = conv.conv2d_forward(x, w, None, (1, 1), (1, 1))
+        grads = conv.conv2d_backward(g, x, w, (1, 1), (1, 1), (True, True, True), x.shape, w.shape)
+        stats = norm.bn_stats(x.reshape(9, 3, 42))
+        spikes, codes = lif.lif_forward(x.reshape(9, -1), 0.5, 0.25, get("rectangular"))
+        results.append([y, *grads, *stats, spikes, codes])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

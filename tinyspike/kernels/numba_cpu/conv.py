@@ -393,7 +393,8 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
     Same maths, chunked, in the row layout: with dY_rows [m·P, O] the chunk's gradient,
     ``dW_rᵀ += rowsᵀ · dY_rows`` and ``d_rows = dY_rows · W_r``, added back onto the pixels
     (the adjoint of im2row). The rows of x are recomputed chunk by chunk (never stored whole);
-    dW and db are summed per worker (float64), then over the workers.
+    dW and db are kept per chunk and summed in chunk order (float64), so the result does not
+    depend on which worker ran which chunk.
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x_shape, w_shape, stride, padding)
@@ -407,34 +408,35 @@ def conv2d_backward(grad_y, x, weight, stride, padding, needs, x_shape, w_shape)
     grad_x = np.empty(x_shape, dtype=dtype) if need_x else None
     per_chunk = _samples_per_chunk(n, k, positions, dtype.itemsize)
 
+    # One partial dW and db per chunk, summed in chunk order at the end: the result is then the
+    # same bit for bit whichever worker took which chunk (a sum per worker would depend on it).
+    n_chunks = -(-n // per_chunk)
+    dwt_chunks = np.zeros((n_chunks, k, o), dtype) if need_w else None
+    db_chunks = np.zeros((n_chunks, o), np.float64)
+
     def work(next_chunk):
         dy_buffer = workers.workspace("dy_rows", per_chunk * positions * o, dtype)
         rows_buffer = workers.workspace("rows", per_chunk * positions * k, dtype)
         xhwc = workers.workspace("xhwc", padded_h * padded_w * c, dtype).reshape(padded_h, padded_w, c)
-        dwt_chunk = np.empty((k, o), dtype)
-        dwt = np.zeros((k, o), np.float64)
-        db = np.zeros(o, np.float64)
         while (chunk := next_chunk()) is not None:
             n0, n1 = chunk
-            m = n1 - n0
+            m, index = n1 - n0, n0 // per_chunk
             dy_rows = dy_buffer[: m * positions * o].reshape(m * positions, o)
-            _gather_grad(g3, n0, dy_rows.reshape(m, positions, o), db)
+            _gather_grad(g3, n0, dy_rows.reshape(m, positions, o), db_chunks[index])
             rows = rows_buffer[: m * positions * k].reshape(m * positions, k)
             if need_w:
                 _im2row_chunk(x, n0, kh, kw, sh, sw, ph, pw, xhwc, rows.reshape(m, oh, ow, k))
-                np.matmul(rows.T, dy_rows, out=dwt_chunk)  # dW_rᵀ = rowsᵀ·dY_rows
-                dwt += dwt_chunk
+                np.matmul(rows.T, dy_rows, out=dwt_chunks[index])  # dW_rᵀ = rowsᵀ·dY_rows
             if need_x:  # the rows are used up: their buffer takes d_rows = dY_rows·W_r
                 np.matmul(dy_rows, w_rows, out=rows)
                 _row2im_chunk(rows.reshape(m, oh, ow, k), n0, kh, kw, sh, sw, ph, pw, xhwc, grad_x)
-        return dwt, db
 
-    partials = _run_chunks(n, per_chunk, work)
+    _run_chunks(n, per_chunk, work)
     grad_w = None
-    if need_w:  # dW_r [O, (a, b, c)] back to [O, C, kh, kw]
-        dw_rows = sum(p[0] for p in partials).T.astype(dtype)
+    if need_w:  # dW_r [O, (a, b, c)] back to [O, C, kh, kw], the chunks summed in float64
+        dw_rows = dwt_chunks.sum(axis=0, dtype=np.float64).T.astype(dtype)
         grad_w = np.ascontiguousarray(dw_rows.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-    grad_b = sum(p[1] for p in partials).astype(dtype) if need_b else None
+    grad_b = db_chunks.sum(axis=0).astype(dtype) if need_b else None
     return grad_x, grad_w, grad_b
 
 
