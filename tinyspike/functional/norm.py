@@ -67,8 +67,8 @@ def as_rows(array, axis: int):
     return backend.array_module_of(array).ascontiguousarray(array).reshape(rows, shape[axis], length)
 
 
-# The formulas of the module docstring, written once; the synchronized batch norm of
-# ``tinyspike/distributed/sync_bn.py`` uses them with statistics of the global batch.
+# The formulas of the module docstring, written once: the synchronized batch norm of
+# ``tinyspike/distributed/sync_bn.py`` uses them with global statistics, ``nn/fused.py`` ``affine``.
 
 
 def update_running_stats(running_mean, running_var, mean, var, n, momentum) -> None:
@@ -78,15 +78,19 @@ def update_running_stats(running_mean, running_var, mean, var, n, momentum) -> N
     running_var[...] = ((1 - momentum) * running_var + momentum * unbiased).astype(running_var.dtype)
 
 
-def normalize(ops, x3, mean, var, weight, bias, eps):
-    """y = x·(γr) + (β − μγr) on rows ``x3`` [M, C, S]; returns (y3, r, γ), r and γ in float64."""
-    xp = backend.array_module_of(x3)
-    channels = x3.shape[1]
+def affine(mean, var, weight, bias, eps):
+    """(scale, shift, r, γ), float64 [C]: the norm is y = x·scale + shift, scale = γr, shift = β − μγr."""
+    xp, channels = backend.array_module_of(mean), mean.shape[0]
     invstd = 1.0 / xp.sqrt(var + eps)
     gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
     beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
-    scale = gamma * invstd
-    return ops.bn_apply(x3, scale, beta - mean * scale), invstd, gamma
+    return gamma * invstd, beta - mean * (gamma * invstd), invstd, gamma
+
+
+def normalize(ops, x3, mean, var, weight, bias, eps):
+    """y = x·scale + shift (``affine``) on rows ``x3`` [M, C, S]; returns (y3, r, γ)."""
+    scale, shift, invstd, gamma = affine(mean, var, weight, bias, eps)
+    return ops.bn_apply(x3, scale, shift), invstd, gamma
 
 
 def training_input_gradient(ops, g3, x3, mean, invstd, gamma, sum_g, sum_g_xc, n):
@@ -107,7 +111,6 @@ class BatchNormFunction(Function):
         x3 = as_rows(x, axis)
         n = x3.shape[0] * x3.shape[2]
         ctx.kernels = kernels.NORM.pick()  # once: backward runs the same implementation
-
         if training:
             mean, var = ctx.kernels.bn_stats(x3)
             if running_mean is not None:  # in place: the layer's buffers are these very arrays
@@ -120,8 +123,7 @@ class BatchNormFunction(Function):
         needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         keep_x = needs_w or (training and needs_x)
         ctx.save_for_backward(x3 if keep_x else None, mean, invstd, gamma)
-        ctx.training = training
-        ctx.shape, ctx.axis, ctx.n = x.shape, axis, n
+        ctx.training, ctx.shape, ctx.axis, ctx.n = training, x.shape, axis, n
         return y3.reshape(x.shape)
 
     @staticmethod

@@ -169,8 +169,8 @@ class MSBlock(ResidualBlock):
     """
 
     def forward(self, x):
-        out = self.bn1(self.conv1(self.lif1(x)))
-        out = self.bn2(self.conv2(self.lif2(out)))
+        out = nn.conv_bn(self.conv1, self.bn1, self.lif1(x))
+        out = nn.conv_bn(self.conv2, self.bn2, self.lif2(out))
         return out + self.shortcut(x)
 
 
@@ -193,8 +193,8 @@ class SRCBlock(ResidualBlock):
     zero_init_auto = False
 
     def forward(self, x):
-        out = self.lif1(self.bn1(self.conv1(x)))
-        out = self.lif2(self.bn2(self.conv2(out)))
+        out = self.lif1(nn.conv_bn(self.conv1, self.bn1, x))
+        out = self.lif2(nn.conv_bn(self.conv2, self.bn2, out))
         return out + self.shortcut(x)
 
 
@@ -209,8 +209,8 @@ class VanillaBlock(ResidualBlock):
     zero_init_auto = False
 
     def forward(self, x):
-        out = self.lif1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.lif1(nn.conv_bn(self.conv1, self.bn1, x))
+        out = nn.conv_bn(self.conv2, self.bn2, out)
         return self.lif2(out + self.shortcut(x))
 
 
@@ -218,8 +218,8 @@ class WOLIFBlock(ResidualBlock):
     """Vanilla without the LIF after the add: y = BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)."""
 
     def forward(self, x):
-        out = self.lif1(self.bn1(self.conv1(x)))
-        return self.bn2(self.conv2(out)) + self.shortcut(x)
+        out = self.lif1(nn.conv_bn(self.conv1, self.bn1, x))
+        return nn.conv_bn(self.conv2, self.bn2, out) + self.shortcut(x)
 
 
 class PlainPair(ResidualBlock):
@@ -230,8 +230,8 @@ class PlainPair(ResidualBlock):
     has_shortcut = False
 
     def forward(self, x):
-        out = self.lif1(self.bn1(self.conv1(x)))
-        return self.lif2(self.bn2(self.conv2(out)))
+        out = self.lif1(nn.conv_bn(self.conv1, self.bn1, x))
+        return self.lif2(nn.conv_bn(self.conv2, self.bn2, out))
 
 
 BLOCKS = {

@@ -8,6 +8,7 @@
 
 from tinyspike.nn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from tinyspike.nn.containers import ModuleList, Sequential
+from tinyspike.nn.fused import conv_bn
 from tinyspike.nn.layers import (
     LIF,
     AvgPool2d,
@@ -30,5 +31,5 @@ __all__ = [
     "Module", "Parameter", "RemovableHandle", "StateDictKeyError",
     "Conv2d", "BatchNorm2d", "TDBatchNorm", "LIF", "Linear", "AvgPool2d", "MaxPool2d",
     "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "ModuleList",
-    "set_monitoring", "broadcast_time", "FiringRateMonitor", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+    "set_monitoring", "broadcast_time", "conv_bn", "FiringRateMonitor", "save_checkpoint", "load_checkpoint", "read_checkpoint",
 ]

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tinyspike.kernels.numba_cpu import workers
+from tinyspike.kernels.numba_cpu import norm, workers
 from tinyspike.kernels.numba_cpu.blas_threads import single_threaded_blas
 from tinyspike.kernels.reference.conv import output_size
 
@@ -287,6 +287,20 @@ def _scatter_output(y_rows, bias, has_bias, n0, y):
                 dst[p] = y_rows[n, p, o] + b
 
 
+@njit(nogil=True, fastmath=norm.FASTMATH, cache=True)
+def _scatter_affine(y_rows, scale, shift, n0, y):
+    """y[n0 + n, o, p] = y_rows[n, p, o]·scale[o] + shift[o]: the GEMM's [m, P, O] back to NCHW
+    through an evaluation-mode batch norm, with the very expression (and floating-point flags)
+    of ``norm.bn_apply``, so the numbers are those of the conv followed by the norm."""
+    for n in range(y_rows.shape[0]):
+        for o in range(y_rows.shape[2]):
+            dst = y[n0 + n, o]
+            channel_scale = scale[o]
+            channel_shift = shift[o]
+            for p in range(y_rows.shape[1]):
+                dst[p] = y_rows[n, p, o] * channel_scale + channel_shift
+
+
 @njit(nogil=True, cache=True)
 def _gather_grad(grad_y, n0, dy_rows, grad_b):
     """dy_rows[n, p, o] = grad_y[n0 + n, o, p], and grad_b[o] += its sum (float64 accumulator)."""
@@ -346,7 +360,7 @@ def _weight_rows(weight):
     return np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, -1)
 
 
-def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=None):
+def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=None, norm_affine=None):
     """``(y, not_binary)``: y [N, O, OH, OW] = conv of x [N, C, H, W] (float, or bool/uint8 spikes) with weight [O, C, kh, kw].
 
     Same maths and arguments as ``kernels.reference.conv.conv2d_forward``, chunked, with the
@@ -354,6 +368,11 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=No
     ``Y_rows = rows · W_rᵀ``, then Y_rows [m, P, O] is moved to NCHW with the bias added.
     y has weight's dtype. With ``spikes_out`` the bool copy of x is written while each chunk of
     x is in cache anyway (no second pass over x).
+
+    ``norm_affine``: None, or ``(scale, shift)`` [O] float64 of an evaluation-mode batch norm
+    that follows the conv (``nn.fused.conv_bn``; bias must then be None): y is written as
+    ``norm.bn_apply`` would write it from the conv's output, bit for bit, in the pass that
+    moves each chunk to NCHW (no second pass over y, and no second array of its size).
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, o, kh, kw, oh, ow, padded_h, padded_w = _geometry(x.shape, weight.shape, stride, padding)
@@ -362,6 +381,10 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=No
     w_rows_t = _weight_rows(weight).T  # a view: BLAS reads it transposed
     has_bias = bias is not None
     bias = np.ascontiguousarray(bias) if has_bias else np.zeros(0, dtype)
+    if norm_affine is not None:
+        if has_bias:
+            raise ValueError("conv2d_forward: norm_affine is for a conv without bias")
+        scale, shift = norm.channel_affine(norm_affine, dtype)
     y = np.empty((n, o, oh, ow), dtype=dtype)
     y3 = y.reshape(n, o, positions)
     pack = spikes_out is not None
@@ -381,7 +404,10 @@ def conv2d_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), spikes_out=No
                 not_binary += _pack_chunk(x, n0, m, spikes_out)
             y_rows = y_buffer[: m * positions * o].reshape(m * positions, o)
             np.matmul(rows, w_rows_t, out=y_rows)
-            _scatter_output(y_rows.reshape(m, positions, o), bias, has_bias, n0, y3)
+            if norm_affine is None:
+                _scatter_output(y_rows.reshape(m, positions, o), bias, has_bias, n0, y3)
+            else:
+                _scatter_affine(y_rows.reshape(m, positions, o), scale, shift, n0, y3)
         return not_binary
 
     return y, int(sum(_run_chunks(n, per_chunk, work)))

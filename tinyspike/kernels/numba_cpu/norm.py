@@ -39,7 +39,7 @@ from numba import njit
 
 from tinyspike.kernels.numba_cpu import workers
 
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # also the conv's fused norm (conv._scatter_affine)
 ROWS_GRAIN = 16  # the fewest rows x[m, c, :] a worker takes at once
 
 
@@ -48,7 +48,7 @@ def _over_rows(x, body) -> None:
     workers.ranges(x.shape[0] * x.shape[1], ROWS_GRAIN, body, x.size)
 
 
-@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _row_shifted_sums(x, shift, sums, squares, first, last):
     channels, length = x.shape[1], x.shape[2]
     for r in range(first, last):
@@ -78,7 +78,7 @@ def bn_stats(x):
     return shift + shifted_mean, np.maximum(var, 0.0)
 
 
-@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _apply(x, scale, shift, y, first, last):
     channels, length = x.shape[1], x.shape[2]
     for r in range(first, last):
@@ -90,14 +90,19 @@ def _apply(x, scale, shift, y, first, last):
             y[m, c, j] = x[m, c, j] * channel_scale + channel_shift
 
 
+def channel_affine(affine, dtype):
+    """(scale, shift) float64 [C] as the contiguous arrays of ``dtype`` that the kernels multiply by."""
+    return tuple(np.ascontiguousarray(vector, dtype=dtype) for vector in affine)
+
+
 def bn_apply(x, scale, shift):
     """``y[m, c, s] = x[m, c, s] · scale[c] + shift[c]`` in ``x``'s dtype."""
-    scale, shift, y = scale.astype(x.dtype), shift.astype(x.dtype), np.empty_like(x)
+    (scale, shift), y = channel_affine((scale, shift), x.dtype), np.empty_like(x)
     _over_rows(x, lambda lo, hi: _apply(x, scale, shift, y, lo, hi))
     return y
 
 
-@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _row_backward_sums(dy, x, mean, sums, dots, first, last):
     channels, length = x.shape[1], x.shape[2]
     for r in range(first, last):
@@ -121,7 +126,7 @@ def bn_backward_reduce(dy, x, mean):
     return sums.sum(axis=0), dots.sum(axis=0)
 
 
-@njit(nogil=True, fastmath=_FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _backward_apply(dy, x, mean, g_scale, centred_scale, shift, dx, first, last):
     channels, length = x.shape[1], x.shape[2]
     for r in range(first, last):
