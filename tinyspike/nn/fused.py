@@ -8,7 +8,7 @@ Numba conv kernel can apply it while it moves each chunk of its output to NCHW
 and floating-point flags: the same numbers bit for bit, but one pass over the output instead of
 three (conv writes, norm reads, norm writes) and one array of its size instead of two. Those
 are the largest arrays of a spiking ResNet (a [T, B, 16, 32, 32] float32 activation at T = 6,
-B = 100 is 39 MB), so this is 11-14 % of an MS-ResNet-20 evaluation (benchmarks/README.md).
+B = 100 is 39 MB): an MS-ResNet-20 evaluation forward went 418 → 378 ms (benchmarks/README.md).
 
 Everywhere else the result is plainly ``bn(conv(x))``, through the two layers: while gradients
 are recorded, in training mode, for a conv with a bias, for a norm or conv subclass with its own
