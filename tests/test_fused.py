@@ -6,6 +6,8 @@ through whole models of every block type, and for every condition under which th
 must not be taken (then it is literally bn(conv(x)), errors included).
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -96,43 +98,28 @@ def test_conv_bn_under_no_grad_is_fused_and_bit_equal(conv_calls, dtype, shape, 
     np.testing.assert_array_equal(fused.numpy(), expected)
 
 
-def unfused_conditions():
-    """(name, setup) pairs: each setup(conv, bn) returns a context manager (or None) under which
-    conv_bn must take the plain path."""
-    import contextlib
-
-    def training(conv, bn):
-        bn.train()
-
-    def hook_on_conv(conv, bn):
-        conv.register_forward_hook(lambda module, inputs, output: None)
-
-    def hook_on_bn(conv, bn):
-        bn.register_forward_hook(lambda module, inputs, output: None)
-
-    def reference_kernels(conv, bn):
-        return kernels.use("reference")
-
-    def grad_enabled(conv, bn):
-        return contextlib.nullcontext()
-
-    return [("training", training), ("hook on conv", hook_on_conv), ("hook on bn", hook_on_bn),
-            ("reference kernels", reference_kernels), ("gradients recorded", grad_enabled)]
+def _hook(module, inputs, output):
+    return None
 
 
-@pytest.mark.parametrize("name, setup", unfused_conditions(), ids=[c[0] for c in unfused_conditions()])
-def test_conv_bn_takes_the_plain_path_when_it_must(conv_calls, name, setup):
+# Each case prepares (conv, bn) and returns the context in which conv_bn must take the plain path.
+PLAIN_PATH_CASES = {
+    "training mode": lambda conv, bn: (bn.train(), no_grad())[1],
+    "hook on the conv": lambda conv, bn: (conv.register_forward_hook(_hook), no_grad())[1],
+    "hook on the norm": lambda conv, bn: (bn.register_forward_hook(_hook), no_grad())[1],
+    "reference kernels": lambda conv, bn: kernels.use("reference"),  # no_grad is added below
+    "gradients recorded": lambda conv, bn: contextlib.nullcontext(),
+}
+
+
+@pytest.mark.parametrize("case", PLAIN_PATH_CASES)
+def test_conv_bn_takes_the_plain_path_when_it_must(conv_calls, case):
     rng = np.random.default_rng(3)
     conv, bn = trained_looking_pair(rng)
     x = Tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32))
-    context = setup(conv, bn)
-    with (context if context is not None else no_grad()):
-        if name == "gradients recorded":
-            got = nn.conv_bn(conv, bn, x)
-        else:
-            with no_grad():
-                got = nn.conv_bn(conv, bn, x)
-        assert len(conv_calls) == 1, name
+    with PLAIN_PATH_CASES[case](conv, bn), (no_grad() if case == "reference kernels" else contextlib.nullcontext()):
+        got = nn.conv_bn(conv, bn, x)
+        assert len(conv_calls) == 1, case
         expected = bn(conv(x))
     np.testing.assert_array_equal(got.numpy(), expected.numpy())
 

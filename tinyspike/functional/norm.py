@@ -67,8 +67,8 @@ def as_rows(array, axis: int):
     return backend.array_module_of(array).ascontiguousarray(array).reshape(rows, shape[axis], length)
 
 
-# The formulas of the module docstring, written once: the synchronized batch norm of
-# ``tinyspike/distributed/sync_bn.py`` uses them with global statistics, ``nn/fused.py`` ``affine``.
+# The formulas of the module docstring, written once: ``tinyspike/distributed/sync_bn.py`` uses
+# them with global statistics, ``tinyspike/nn/fused.py`` the evaluation-mode ``affine``.
 
 
 def update_running_stats(running_mean, running_var, mean, var, n, momentum) -> None:

@@ -10,7 +10,9 @@ the PlainNet layer pair. Every block maps [T, B, C_in, H, W] to [T, B, C_out, H/
 | WOLIFBlock   | BN₂(Conv₂(LIF(BN₁(Conv₁ x)))) + shortcut(x)          | real                  |
 | PlainPair    | LIF(BN₂(Conv₂(LIF(BN₁(Conv₁ x)))))  (no shortcut)    | spikes                |
 
-("x +" stands for the shortcut: x itself, or its projection when the shape changes.)
+("x +" stands for the shortcut: x itself, or its projection when the shape changes.) Each
+BN(Conv(·)) is written ``nn.conv_bn(conv, bn, ·)``: exactly ``bn(conv(·))``, computed in one pass
+of the conv kernel at evaluation time under ``no_grad`` (``tinyspike/nn/fused.py``).
 
 Shortcut projection, when the stride is not 1 or the width changes (it acts on the stream as it
 is: real values for MS, spikes for vanilla): ``"conv"`` = Conv1×1(stride) → BN, or ``"avgpool"``
