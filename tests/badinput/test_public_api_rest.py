@@ -1,5 +1,5 @@
 """Bad input to the public names the other bad-input suites do not reach: the backend switch,
-gradcheck, global average pooling, the containers, set_monitoring, checkpoint files,
+gradcheck, global average pooling, the containers, set_monitoring, conv_bn, checkpoint files,
 cifar_depth_to_blocks, BlockConfig and the Trainer's own arguments. Each must fail at once with a
 TypeError/ValueError naming the argument (``bad_input.assert_clear``).
 """
@@ -34,6 +34,15 @@ def bad_real(low=None, high=None, low_open=False):
     if high is not None:
         options.append(st.floats(min_value=high, exclude_min=True, allow_nan=False, allow_infinity=False))
     return st.one_of(*options)
+
+
+@settings(max_examples=20, deadline=None)
+@given(which=st.sampled_from(["conv", "bn"]), value=NOT_MODULES)
+def test_conv_bn_needs_a_conv_and_a_batch_norm(which, value):
+    layers = {"conv": nn.Conv2d(2, 3, 3, padding=1), "bn": nn.TDBatchNorm(3)}
+    layers[which] = value
+    x = Tensor(np.ones((1, 2, 4, 4), np.float32))
+    assert_clear(f"conv_bn {which}", lambda: nn.conv_bn(layers["conv"], layers["bn"], x), f"conv_bn: {which}", value)
 
 
 @settings(max_examples=10, deadline=None)

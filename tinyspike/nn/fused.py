@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyspike import backend, kernels, tensor_checks
+from tinyspike import backend, checks, kernels, tensor_checks
 from tinyspike.autograd import Tensor, is_grad_enabled
 from tinyspike.functional.norm import affine
 from tinyspike.nn.layers import BatchNorm2d, Conv2d
@@ -42,6 +42,10 @@ def conv_bn(conv: Conv2d, bn: BatchNorm2d, x):
         >>> bool((fused.numpy() == bn(conv(x)).numpy()).all())
         True
     """
+    if not isinstance(conv, Conv2d):
+        raise TypeError(f"conv_bn: conv must be an nn.Conv2d, got {checks.kind_of(conv)}")
+    if not isinstance(bn, BatchNorm2d):
+        raise TypeError(f"conv_bn: bn must be an nn.BatchNorm2d or nn.TDBatchNorm, got {checks.kind_of(bn)}")
     if not _fusable(conv, bn, x):
         return bn(conv(x))
     stride, padding = tensor_checks.conv2d_geometry("conv2d", x, conv.weight, None, conv.stride, conv.padding)
